@@ -74,11 +74,16 @@ class TiledMatmul(wiring.Component):
         Mesh shape R × C.
     max_m, max_k, max_n : int
         Largest supported problem (sizes the operand memories and counters).
+    b_depth : int, optional
+        Words per weight bank when the weight buffer is smaller than ``max_n × max_k`` (e.g. the
+        config's ``weight_buffer_bytes / C``: one expert or MLP matrix).
     acc_width : int
         Accumulator width.
 
     Attributes
     ----------
+    a_load : In(stream) of ``{bank, addr, value}``: writes one byte of A (the gather unit or the
+        DMA fill the A banks through it; always ready)
     cmd : In(stream) of :func:`command_layout`
     out : Out(stream) of :func:`acc_row_layout`
     busy : Out(1)
@@ -86,7 +91,7 @@ class TiledMatmul(wiring.Component):
     """
 
     def __init__(self, rows: int, cols: int, max_m: int, max_k: int, max_n: int,
-                 acc_width: int = 32):
+                 acc_width: int = 32, b_depth: int | None = None):
         for name, v in (("rows", rows), ("cols", cols), ("max_m", max_m), ("max_k", max_k),
                         ("max_n", max_n)):
             if v < 1:
@@ -95,12 +100,17 @@ class TiledMatmul(wiring.Component):
         self.max_m, self.max_k, self.max_n = max_m, max_k, max_n
         self.acc_width = acc_width
         self.a_depth = math.ceil(max_m / rows) * max_k
-        self.b_depth = math.ceil(max_n / cols) * max_k
+        # B holds one weight matrix (N*K <= C * b_depth): by default the largest max_n x max_k.
+        self.b_depth = b_depth or math.ceil(max_n / cols) * max_k
         self.a_banks = [memory.Memory(shape=unsigned(8), depth=self.a_depth, init=[])
                         for _ in range(rows)]
         self.b_banks = [memory.Memory(shape=signed(8), depth=self.b_depth, init=[])
                         for _ in range(cols)]
         super().__init__({
+            "a_load": In(stream.Signature(data.StructLayout({
+                "bank": unsigned(max(1, (rows - 1).bit_length())),
+                "addr": unsigned(max(1, (self.a_depth - 1).bit_length())),
+                "value": unsigned(8)}))),
             "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n))),
             "out": Out(stream.Signature(acc_row_layout(rows, cols, max_m, max_n, acc_width))),
             "busy": Out(1),
@@ -141,6 +151,11 @@ class TiledMatmul(wiring.Component):
         m.d.comb += feeding.eq(state == _State.RUN)
 
         # ---- operand reads (synchronous, held while stalled)
+        m.d.comb += self.a_load.ready.eq(1)
+        for i, mem in enumerate(self.a_banks):
+            wr = mem.write_port()
+            m.d.comb += [wr.addr.eq(self.a_load.payload.addr), wr.data.eq(self.a_load.payload.value),
+                         wr.en.eq(self.a_load.valid & (self.a_load.payload.bank == i))]
         a_reads = [mem.read_port(transparent_for=()) for mem in self.a_banks]
         b_reads = [mem.read_port(transparent_for=()) for mem in self.b_banks]
         for port in a_reads:

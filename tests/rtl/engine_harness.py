@@ -33,11 +33,14 @@ class Job:
     tokens: np.ndarray | None = None   # [M] token per row (scatter)
     probs: np.ndarray | None = None    # [M] Q16 (scatter)
     const_base: int = 0
+    gather: bool = False               # A rows come from token_matrix[tokens] (row gather)
+    token_matrix: np.ndarray | None = None
 
 
 def reference(job: Job, residual: np.ndarray, moe_acc: np.ndarray) -> dict:
     """Expected output rows {(m or token, tn): values[:N-part]} and updated state memories."""
-    acc = ops.matmul(job.a, job.b.T, job.bias, a_signed=job.a_signed)
+    a = job.token_matrix[job.tokens] if job.gather else job.a
+    acc = ops.matmul(a, job.b.T, job.bias, a_signed=job.a_signed)
     y = ops.requantize(acc, job.mult, job.shift, job.out_bits)
     if job.gelu:
         y = ops.requantize(ops.gelu_q10(y), job.act_mult, job.act_shift, 8)
@@ -87,10 +90,19 @@ def simulate(engine, jobs: list[Job], residual=None, moe_acc=None, ready_prob: f
         for job, res in zip(jobs, results):
             m_, k_ = job.a.shape
             n_ = job.b.shape[0]
-            for mm in range(m_):
-                for kk in range(k_):
-                    ctx.set(tiler.a_banks[mm % rows_].data[(mm // rows_) * k_ + kk],
-                            int(job.a[mm, kk]) & 0xFF)
+            if job.gather:
+                for tok in range(job.token_matrix.shape[0]):
+                    for kk in range(k_):
+                        ctx.set(engine.tokens.data[tok * k_ + kk],
+                                int(job.token_matrix[tok, kk]) & 0xFF)
+                for mm in range(m_):  # stale A contents must not leak into the result
+                    for kk in range(k_):
+                        ctx.set(tiler.a_banks[mm % rows_].data[(mm // rows_) * k_ + kk], 0x55)
+            else:
+                for mm in range(m_):
+                    for kk in range(k_):
+                        ctx.set(tiler.a_banks[mm % rows_].data[(mm // rows_) * k_ + kk],
+                                int(job.a[mm, kk]) & 0xFF)
             for nn in range(n_):
                 for kk in range(k_):
                     ctx.set(tiler.b_banks[nn % cols].data[(nn // cols) * k_ + kk],
@@ -105,7 +117,7 @@ def simulate(engine, jobs: list[Job], residual=None, moe_acc=None, ready_prob: f
                     else:
                         consts.append({"bias": 0, "mult": 0, "shift": 1})
                 ctx.set(lanes.constants.data[job.const_base + tn], consts)
-            if job.scatter:
+            if job.scatter or job.gather:
                 for mm in range(m_):
                     ctx.set(lanes.queue.data[mm], {"token": int(job.tokens[mm]),
                                                    "prob": int(job.probs[mm])})
@@ -114,7 +126,8 @@ def simulate(engine, jobs: list[Job], residual=None, moe_acc=None, ready_prob: f
                 "mm": {"m": m_, "k": k_, "n": n_, "a_signed": int(job.a_signed)},
                 "lanes": {"const_base": job.const_base, "out_bits": bits, "gelu": int(job.gelu),
                           "act_mult": job.act_mult, "act_shift": job.act_shift,
-                          "residual": int(job.residual), "scatter": int(job.scatter)}})
+                          "residual": int(job.residual), "scatter": int(job.scatter)},
+                "gather": int(job.gather)})
             ctx.set(engine.cmd.valid, 1)
             await ctx.tick().until(engine.cmd.ready)
             ctx.set(engine.cmd.valid, 0)

@@ -35,7 +35,7 @@ def check(engine, jobs, ready_prob=1.0, seed=0, residual=None, moe_acc=None):
         residual, moe_acc = want["residual"], want["moe_acc"]
         compare(job, got, want, C)
         m_, k_ = job.a.shape
-        formula = engine_cycles(m_, k_, job.b.shape[0], R, C)
+        formula = engine_cycles(m_, k_, job.b.shape[0], R, C, gather=job.gather)
         # Without back-pressure the count is exact; each stalled output cycle costs at most one
         # (the mesh keeps computing while the lanes stall, if it has no row to hand over).
         assert formula <= got.cycles <= formula + got.stalls, \
@@ -132,17 +132,18 @@ def test_residual_add_lane_updates_memory():
 
 
 def test_scatter_accumulate_expert_queues():
-    """Two experts' queues overlapping on some tokens, accumulated into a token-indexed memory;
-    the first queue is out of order and the second has a single token."""
+    """Three experts' token queues gathered from the token matrix (rows gathered on the input),
+    overlapping on some tokens, accumulated into a token-indexed memory (scattered on the
+    output); one queue is out of order and one has a single token."""
     rng = np.random.default_rng(13)
     tokens, n_, k_ = 12, 6, 10
     moe_acc = np.zeros((tokens, n_), np.int64)
     x = rng.integers(-128, 128, (tokens, k_))
     mult, shift = quantize_multiplier(np.full(n_, 0.8))
     jobs = []
-    for queue in (np.array([7, 2, 11, 0, 5]), np.array([2])):
+    for queue in (np.array([7, 2, 11, 0, 5]), np.array([2]), np.array([3, 4, 9, 10, 1, 6])):
         b = rng.integers(-128, 128, (n_, k_))
         probs = rng.integers(0, 65536, len(queue))
         jobs.append(Job(x[queue], b, rng.integers(-500, 500, n_), mult, shift, out_bits=16,
-                        scatter=True, tokens=queue, probs=probs))
+                        scatter=True, tokens=queue, probs=probs, gather=True, token_matrix=x))
     check(make_engine(max_tokens=tokens), jobs, moe_acc=moe_acc, ready_prob=0.7, seed=3)
