@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,6 +43,8 @@ class MatrixEngine(wiring.Component):
 
     Attributes
     ----------
+    a_load, b_load, const_load, queue_load, token_load : In(stream) of ``{[bank,] addr, value}``:
+        how the DMA / program loader fills the operand, constant, queue and token memories
     cmd : In(stream) of ``{mm: command_layout, lanes: lane_mode_layout, gather}``, accepted when
         idle. With ``gather``, A row ``m`` is first copied from token ``queue[m].token`` of
         ``tokens`` (the expert's token queue, in the lanes' queue memory).
@@ -70,7 +72,15 @@ class MatrixEngine(wiring.Component):
         self.cmd_layout = data.StructLayout({"mm": command_layout(max_m, max_k, max_n),
                                              "lanes": lane_mode_layout(const_depth),
                                              "gather": 1})
+        t, l = self.tiler, self.lanes
         super().__init__({
+            "a_load": In(stream.Signature(t.a_load.payload.shape())),
+            "b_load": In(stream.Signature(t.b_load.payload.shape())),
+            "const_load": In(stream.Signature(l.const_load.payload.shape())),
+            "queue_load": In(stream.Signature(l.queue_load.payload.shape())),
+            "token_load": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, (self.max_tokens * max_k - 1).bit_length())),
+                "value": unsigned(8)}))),
             "cmd": In(stream.Signature(self.cmd_layout)),
             "out": Out(stream.Signature(self.lanes.out.payload.shape())),
             "busy": Out(1),
@@ -110,10 +120,19 @@ class MatrixEngine(wiring.Component):
             gather.queue_token.eq(queue_rd.data.token),
             token_rd.addr.eq(gather.mem_addr), token_rd.en.eq(gather.mem_en),
             gather.mem_data.eq(token_rd.data),
-            tiler.a_load.valid.eq(gather.a_load.valid),
-            tiler.a_load.payload.eq(gather.a_load.payload),
+            # The gather unit has priority on the A banks; external loads wait while it runs.
+            tiler.a_load.valid.eq(gather.a_load.valid | (self.a_load.valid & ~gather.busy)),
+            tiler.a_load.payload.eq(Mux(gather.busy, gather.a_load.payload, self.a_load.payload)),
             gather.a_load.ready.eq(tiler.a_load.ready),
+            self.a_load.ready.eq(tiler.a_load.ready & ~gather.busy),
         ]
+        wiring.connect(m, wiring.flipped(self.b_load), tiler.b_load)
+        wiring.connect(m, wiring.flipped(self.const_load), lanes.const_load)
+        wiring.connect(m, wiring.flipped(self.queue_load), lanes.queue_load)
+        token_wr = self.tokens.write_port()
+        m.d.comb += [self.token_load.ready.eq(1), token_wr.addr.eq(self.token_load.payload.addr),
+                     token_wr.data.eq(self.token_load.payload.value),
+                     token_wr.en.eq(self.token_load.valid)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [mode.eq(self.cmd.payload.lanes), mm.eq(self.cmd.payload.mm)]
             with m.If(self.cmd.payload.gather):

@@ -84,6 +84,7 @@ class TiledMatmul(wiring.Component):
     ----------
     a_load : In(stream) of ``{bank, addr, value}``: writes one byte of A (the gather unit or the
         DMA fill the A banks through it; always ready)
+    b_load : In(stream) of ``{bank, addr, value}``: writes one weight byte (always ready)
     cmd : In(stream) of :func:`command_layout`
     out : Out(stream) of :func:`acc_row_layout`
     busy : Out(1)
@@ -111,6 +112,10 @@ class TiledMatmul(wiring.Component):
                 "bank": unsigned(max(1, (rows - 1).bit_length())),
                 "addr": unsigned(max(1, (self.a_depth - 1).bit_length())),
                 "value": unsigned(8)}))),
+            "b_load": In(stream.Signature(data.StructLayout({
+                "bank": unsigned(max(1, (cols - 1).bit_length())),
+                "addr": unsigned(max(1, (self.b_depth - 1).bit_length())),
+                "value": signed(8)}))),
             "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n))),
             "out": Out(stream.Signature(acc_row_layout(rows, cols, max_m, max_n, acc_width))),
             "busy": Out(1),
@@ -156,6 +161,11 @@ class TiledMatmul(wiring.Component):
             wr = mem.write_port()
             m.d.comb += [wr.addr.eq(self.a_load.payload.addr), wr.data.eq(self.a_load.payload.value),
                          wr.en.eq(self.a_load.valid & (self.a_load.payload.bank == i))]
+        m.d.comb += self.b_load.ready.eq(1)
+        for j, mem in enumerate(self.b_banks):
+            wr = mem.write_port()
+            m.d.comb += [wr.addr.eq(self.b_load.payload.addr), wr.data.eq(self.b_load.payload.value),
+                         wr.en.eq(self.b_load.valid & (self.b_load.payload.bank == j))]
         a_reads = [mem.read_port(transparent_for=()) for mem in self.a_banks]
         b_reads = [mem.read_port(transparent_for=()) for mem in self.b_banks]
         for port in a_reads:

@@ -93,6 +93,8 @@ class VectorLanes(wiring.Component):
     out : Out(stream) of rows ``{m, tn, values[C]}``: ``m`` is the token for scatter rows
     mode : In(:func:`lane_mode_layout`)
     busy : Out(1), a row is in the pipeline
+    const_load, queue_load : In(stream) of ``{addr, value}``, always ready: how the program
+        loader fills the constant and queue memories
     constants : Memory of ``ArrayLayout(LaneConstant, C)``, address ``const_base + tn``
     residual : Memory of ``ArrayLayout(signed(16), C)``, address ``(m << tn_bits) | tn``
     moe_acc : Memory of ``ArrayLayout(signed(32), C)``, address ``(token << tn_bits) | tn``
@@ -118,9 +120,8 @@ class VectorLanes(wiring.Component):
                                       depth=self.max_tokens << self.tn_bits, init=[])
         self.moe_acc = memory.Memory(shape=data.ArrayLayout(signed(32), cols),
                                      depth=self.max_tokens << self.tn_bits, init=[])
-        self.queue = memory.Memory(
-            shape=data.StructLayout({"token": unsigned(m_width), "prob": unsigned(16)}),
-            depth=max_m, init=[])
+        queue_entry = data.StructLayout({"token": unsigned(m_width), "prob": unsigned(16)})
+        self.queue = memory.Memory(shape=queue_entry, depth=max_m, init=[])
         self.gelu_tables = [memory.Memory(shape=signed(20), depth=len(ops.gelu_table()),
                                           init=[int(v) for v in ops.gelu_table()])
                             for _ in range(cols)]
@@ -133,6 +134,11 @@ class VectorLanes(wiring.Component):
             "out": Out(stream.Signature(row_out)),
             "mode": In(lane_mode_layout(const_depth)),
             "busy": Out(1),
+            "const_load": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, (const_depth - 1).bit_length())),
+                "value": data.ArrayLayout(LaneConstant, cols)}))),
+            "queue_load": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, (max_m - 1).bit_length())), "value": queue_entry}))),
         })
 
     def elaborate(self, platform):
@@ -144,6 +150,11 @@ class VectorLanes(wiring.Component):
         m.submodules.queue = self.queue
         for j, t in enumerate(self.gelu_tables):
             m.submodules[f"gelu_table_{j}"] = t
+
+        for port, mem in ((self.const_load, self.constants), (self.queue_load, self.queue)):
+            wr = mem.write_port()
+            m.d.comb += [port.ready.eq(1), wr.addr.eq(port.payload.addr),
+                         wr.data.eq(port.payload.value), wr.en.eq(port.valid)]
 
         en = Signal()
         m.d.comb += [en.eq(~self.out.valid | self.out.ready), self.i.ready.eq(en)]

@@ -147,3 +147,65 @@ def test_scatter_accumulate_expert_queues():
         jobs.append(Job(x[queue], b, rng.integers(-500, 500, n_), mult, shift, out_bits=16,
                         scatter=True, tokens=queue, probs=probs, gather=True, token_matrix=x))
     check(make_engine(max_tokens=tokens), jobs, moe_acc=moe_acc, ready_prob=0.7, seed=3)
+
+
+def test_memories_filled_through_the_load_streams():
+    """Operands, constants, queue and tokens written through the engine's load streams (what the
+    DMA will use) instead of the simulator's direct memory access."""
+    from golden.quant.ptq import quantize_multiplier as qm
+    from rtl.vector import OutBits
+    from tests.rtl.sim import run, stream_get, stream_put
+
+    eng = make_engine(max_tokens=8)
+    rng = np.random.default_rng(21)
+    m_, k_, n_ = 5, 6, 5
+    tokens = rng.integers(-128, 128, (8, k_))
+    queue = np.array([6, 1, 3, 0, 7])
+    a_direct = rng.integers(-128, 128, (m_, k_))
+    b = rng.integers(-128, 128, (n_, k_))
+    bias = rng.integers(-999, 999, n_)
+    mult, shift = qm(np.full(n_, 0.01))
+    probs = np.full(m_, 1 << 15)
+    got = {}
+
+    async def bench(ctx):
+        for nn in range(n_):
+            for kk in range(k_):
+                await stream_put(ctx, eng.b_load, {"bank": nn % C, "addr": (nn // C) * k_ + kk,
+                                                   "value": int(b[nn, kk])})
+        for tn in range(math.ceil(n_ / C)):
+            consts = [{"bias": int(bias[n]), "mult": int(mult[n]), "shift": int(shift[n])}
+                      if n < n_ else {"bias": 0, "mult": 0, "shift": 1}
+                      for n in range(tn * C, tn * C + C)]
+            await stream_put(ctx, eng.const_load, {"addr": tn, "value": consts})
+        for i, t in enumerate(queue):
+            await stream_put(ctx, eng.queue_load, {"addr": i, "value": {"token": int(t),
+                                                                        "prob": int(probs[i])}})
+        for t in range(8):
+            for kk in range(k_):
+                await stream_put(ctx, eng.token_load, {"addr": t * k_ + kk,
+                                                       "value": int(tokens[t, kk]) & 0xFF})
+        for gather, label in ((1, "gathered"), (0, "direct")):
+            if not gather:
+                for mm in range(m_):
+                    for kk in range(k_):
+                        await stream_put(ctx, eng.a_load, {
+                            "bank": mm % R, "addr": (mm // R) * k_ + kk,
+                            "value": int(a_direct[mm, kk]) & 0xFF})
+            await stream_put(ctx, eng.cmd, {
+                "mm": {"m": m_, "k": k_, "n": n_, "a_signed": 1},
+                "lanes": {"const_base": 0, "out_bits": OutBits.INT8, "gelu": 0, "act_mult": 0,
+                          "act_shift": 1, "residual": 0, "scatter": 0},
+                "gather": gather})
+            rows = {}
+            while len(rows) < m_ * math.ceil(n_ / C):
+                p = await stream_get(ctx, eng.out)
+                rows[(int(p.m), int(p.tn))] = [int(v) for v in p.values]
+            got[label] = rows
+
+    run(eng, bench, name="engine_load_streams")
+    for label, a in (("gathered", tokens[queue]), ("direct", a_direct)):
+        want = ops.requantize(ops.matmul(a, b.T, bias), mult, shift, 8)
+        for mm in range(m_):
+            for nn in range(n_):
+                assert got[label][(mm, nn // C)][nn % C] == want[mm, nn], (label, mm, nn)
