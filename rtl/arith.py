@@ -1,0 +1,87 @@
+"""Expression helpers shared by the softmax, LayerNorm and router units.
+
+They build plain Amaranth expressions (no state) that reproduce the shared conventions of
+:mod:`golden.quant.ops` bit for bit, so every unit rounds and saturates the same way.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Mux, Value
+
+__all__ = ["round_shift", "round_shift_var", "saturate", "saturate_unsigned", "ceil_q16",
+           "bits_for", "banked_row_schedule"]
+
+
+def bits_for(value: int) -> int:
+    """Width of an unsigned signal that holds ``0 .. value``."""
+    return max(1, int(value).bit_length())
+
+
+def round_shift(v: Value, shift: int) -> Value:
+    """``ops.round_shift`` by a constant ``shift >= 1``: ``(v + 2**(shift-1)) >> shift``.
+
+    Written as ``((v >> (shift-1)) + 1) >> 1``, which is the same integer (the dropped low bits
+    cannot carry into bit ``shift``) and needs no wide constant.
+    """
+    if shift < 1:
+        raise ValueError("round_shift needs shift >= 1")
+    return ((v >> (shift - 1)) + 1) >> 1
+
+
+def round_shift_var(v: Value, shift: Value) -> Value:
+    """``ops.round_shift`` by a signal ``shift >= 1`` (same identity as :func:`round_shift`)."""
+    return ((v >> (shift - 1)[:len(shift)]) + 1) >> 1
+
+
+def saturate(v: Value, bits: int) -> Value:
+    """``ops.saturate(v, bits, signed=True)``."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(v > hi, hi, Mux(v < lo, lo, v))
+
+
+def saturate_unsigned(v: Value, bits: int) -> Value:
+    """``ops.saturate(v, bits, signed=False)``."""
+    hi = (1 << bits) - 1
+    return Mux(v > hi, hi, Mux(v < 0, 0, v))
+
+
+def ceil_q16(t: Value) -> Value:
+    """``ceil(t / 2**16)`` for a signed Q16 value (``-((-t) >> 16)``, as ``ops._ceil_q``)."""
+    return -((-t) >> 16)
+
+
+def banked_row_schedule(lengths: list[int], banks: int, fill_latency: int, scalar_cycles: int,
+                        out_latency: int) -> list[tuple[int, int]]:
+    """Cycle formula shared by the banked row units (softmax, LayerNorm).
+
+    Such a unit writes a row (``lengths[r]`` beats) into one of ``banks`` row banks while
+    accumulating its statistics, runs one sequential per-row computation (``scalar_cycles``
+    from its start to its result), then re-reads the bank to emit the row (loading the next
+    ready row in the cycle of the current row's last read, so rows leave back to back). With
+    the input always valid and the output always ready, and the first beat accepted in cycle
+    0, it returns per row (cycle of the first accepted beat, cycle of the last output beat)::
+
+        a_r    = max(a_{r-1} + L_{r-1}, free_{r-banks})       first beat accepted
+        f_r    = a_r + L_r - 1 + fill_latency                 bank filled (statistics final)
+        x_r    = max(f_r, y_{r-1} + 1)                        per-row computation starts
+        y_r    = x_r + scalar_cycles                          its result is ready
+        z_r    = max(y_r + 1, z_{r-1} + L_{r-1})              emit pass loads the row's constants
+        free_r = z_r + L_r + 1                                bank reusable
+        last output beat of row r: z_r + L_r + out_latency - 1
+    """
+    if banks < 1:
+        raise ValueError("banks must be >= 1")
+    a, y, z, free, out = [], [], [], [], []
+    for r, n in enumerate(lengths):
+        if n < 1:
+            raise ValueError("rows have at least one beat")
+        ar = 0 if r == 0 else a[-1] + lengths[r - 1]
+        if r >= banks:
+            ar = max(ar, free[r - banks])
+        fr = ar + n - 1 + fill_latency
+        xr = fr if r == 0 else max(fr, y[-1] + 1)
+        yr = xr + scalar_cycles
+        zr = yr + 1 if r == 0 else max(yr + 1, z[-1] + lengths[r - 1])
+        a.append(ar), y.append(yr), z.append(zr), free.append(zr + n + 1)
+        out.append((ar, zr + n + out_latency - 1))
+    return out
