@@ -247,7 +247,7 @@ def layer_norm(r, gamma_q, beta_q, eps_q: int, gamma_frac: int) -> np.ndarray:
     ----------
     r : int16 array [N, D] (residual stream, any scale: LayerNorm is scale-invariant).
     gamma_q : int [D], ``round(γ / s_out * 2**gamma_frac)``, |γ_q| < 2**24.
-    beta_q : int [D], ``round(β / s_out * 2**(16 + gamma_frac))``.
+    beta_q : int [D], ``round(β / s_out * 2**(16 + gamma_frac))``, |β_q| < 2**47.
     eps_q : int >= 1, ``max(1, round(D**2 * eps / s_res**2))``.
 
     Formula (all exact integers)::
@@ -258,7 +258,9 @@ def layer_norm(r, gamma_q, beta_q, eps_q: int, gamma_frac: int) -> np.ndarray:
         y_i = saturate(round_shift(n_i * γ_q,i + β_q,i, 16 + gamma_frac), 8)
 
     Widths for D <= 1024: |S1| < 2**25, S2 < 2**40, V < 2**51, |D r_i - S1| < 2**26,
-    |n_i| <= sqrt(D) * 2**16 <= 2**21, products < 2**61.
+    ``|n_i| < 2 * sqrt(D) * 2**16 <= 2**22`` (``sqrt(D-1)`` for the exact standardised value, up
+    to twice that because ``q = floor(sqrt(V))`` may be as small as ``sqrt(V)/2`` when V is tiny),
+    ``|β_q| < 2**47`` (checked by the quantiser), products < 2**62.
     """
     r = _as_int(r, "r")
     if r.size and (r.min() < -(1 << 15) or r.max() >= (1 << 15)):

@@ -170,8 +170,8 @@ def _layer_norm(ln: torch.nn.LayerNorm, s_out: float, s_res: float) -> IntLayerN
     d = ln.normalized_shape[0]
     gamma = np.round(_np(ln.weight) / s_out * 2 ** LN_GAMMA_FRAC).astype(np.int64)
     beta = np.round(_np(ln.bias) / s_out * 2 ** (ops.LN_FRAC + LN_GAMMA_FRAC)).astype(np.int64)
-    if np.any(np.abs(gamma) >= 2 ** 24):
-        raise ValueError("LayerNorm gamma too large for its 24-bit integer form")
+    if np.any(np.abs(gamma) >= 2 ** 24) or np.any(np.abs(beta) >= 2 ** 47):
+        raise ValueError("LayerNorm gamma/beta too large for their 24/48-bit integer forms")
     eps = max(1, round(d * d * ln.eps / s_res ** 2))
     return IntLayerNorm(gamma, beta, int(eps), LN_GAMMA_FRAC)
 
