@@ -23,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from golden.quant import ops
 from rtl.arith import banked_row_schedule, bits_for, round_shift, saturate
 from rtl.divider import ReciprocalDivider
+from rtl.rowbank import BankState, RowBankRing
 from rtl.isqrt import IntSqrt
 
 __all__ = ["LayerNorm", "LN_FILL_LATENCY", "LN_OUT_LATENCY", "gamma_beta_layout"]
@@ -36,10 +37,6 @@ def gamma_beta_layout(lanes: int, beta_width: int) -> data.StructLayout:
     """One word of the γ/β memory: ``lanes`` consecutive elements' constants."""
     return data.StructLayout({"gamma": data.ArrayLayout(signed(GAMMA_WIDTH), lanes),
                               "beta": data.ArrayLayout(signed(beta_width), lanes)})
-
-
-class _Bank:
-    FREE, FILLING, FILLED, READY = range(4)
 
 
 class _Scalar(enum.Enum, shape=3):
@@ -154,13 +151,9 @@ class LayerNorm(wiring.Component):
         NL, NB, MB = self.lanes, self.banks, self.max_beats
         beats_shape = range(MB + 1)
 
-        def bank_base(bank):
-            return Array([b * MB for b in range(NB)])[bank]
 
-        def next_bank(bank):
-            return Mux(bank == NB - 1, 0, bank + 1)
-
-        bstate = Array([Signal(range(4), name=f"bank{b}_state") for b in range(NB)])
+        ring = RowBankRing(NB, MB, beats_shape)
+        bstate = ring.state
         b_beats = Array([Signal(beats_shape, name=f"bank{b}_beats") for b in range(NB)])
         b_s1 = Array([Signal(signed(self.s1_width), name=f"bank{b}_S1") for b in range(NB)])
         b_s2 = Array([Signal(self.s2_width, name=f"bank{b}_S2") for b in range(NB)])
@@ -177,18 +170,18 @@ class LayerNorm(wiring.Component):
         a_idx = Signal(beats_shape)
         a_open = Signal()
         accept = Signal()
-        m.d.comb += [self.i.ready.eq(a_open | (bstate[a_bank] == _Bank.FREE)),
+        m.d.comb += [self.i.ready.eq(a_open | (bstate[a_bank] == BankState.FREE)),
                      accept.eq(self.i.valid & self.i.ready)]
         wr = self.tokens.write_port()
-        m.d.comb += [wr.addr.eq(bank_base(a_bank) + a_idx), wr.data.eq(self.i.payload.r),
+        m.d.comb += [wr.addr.eq(ring.base(a_bank) + a_idx), wr.data.eq(self.i.payload.r),
                      wr.en.eq(accept & (a_idx < MB))]
         last_in = self.i.payload.last
         with m.If(accept):
             m.d.sync += [a_idx.eq(Mux(last_in, 0, a_idx + 1)), a_open.eq(~last_in)]
             with m.If(~a_open):
-                m.d.sync += bstate[a_bank].eq(_Bank.FILLING)
+                m.d.sync += bstate[a_bank].eq(BankState.FILLING)
             with m.If(last_in):
-                m.d.sync += a_bank.eq(next_bank(a_bank))
+                m.d.sync += a_bank.eq(ring.next(a_bank))
             with m.If(a_idx >= MB):
                 m.d.sync += self.overflow.eq(1)
 
@@ -213,7 +206,7 @@ class LayerNorm(wiring.Component):
             with m.If(a1["last"]):
                 m.d.sync += [b_s1[a1["bank"]].eq(s1_new), b_s2[a1["bank"]].eq(s2_new),
                              b_beats[a1["bank"]].eq(a1["beats"]),
-                             bstate[a1["bank"]].eq(_Bank.FILLED)]
+                             bstate[a1["bank"]].eq(BankState.FILLED)]
 
         # ------------------------------------------ per token: V, isqrt, reciprocal
         m.submodules.recip = div = ReciprocalDivider(ops.LN_RECIP_BITS, self.q_width,
@@ -230,7 +223,7 @@ class LayerNorm(wiring.Component):
                      div.o.ready.eq(state == _Scalar.WAIT_DIV)]
         with m.Switch(state):
             with m.Case(_Scalar.IDLE):
-                with m.If(bstate[s_bank] == _Bank.FILLED):
+                with m.If(bstate[s_bank] == BankState.FILLED):
                     s1b = b_s1[s_bank]
                     m.d.sync += [d_s2.eq(b_s2[s_bank] * (b_beats[s_bank] * NL)),
                                  s1_sq.eq(s1b * s1b), state.eq(_Scalar.VAR)]
@@ -245,25 +238,19 @@ class LayerNorm(wiring.Component):
             with m.Case(_Scalar.WAIT_DIV):
                 with m.If(div.o.valid):
                     m.d.sync += [b_r[s_bank].eq(div.o.payload),
-                                 bstate[s_bank].eq(_Bank.READY), s_bank.eq(next_bank(s_bank)),
+                                 bstate[s_bank].eq(BankState.READY), s_bank.eq(ring.next(s_bank)),
                                  state.eq(_Scalar.IDLE)]
 
         # ------------------------------------------------------------- pass 2: emit
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        b_bank = Signal(range(NB))
-        b_active = Signal()
-        b_idx = Signal(beats_shape)
-        b_n = Signal(beats_shape)
         row_d = Signal(range(self.max_dim + 1))
         row_s1 = Signal(signed(self.s1_width))
         row_r = Signal(self.recip_bits)
         rd = self.tokens.read_port(transparent_for=())
         gb_rd = self.gamma_beta.read_port(transparent_for=())
-        m.d.comb += [rd.addr.eq(bank_base(b_bank) + b_idx), rd.en.eq(advance),
-                     gb_rd.addr.eq(b_idx), gb_rd.en.eq(advance)]
-        b_final = Signal()
-        m.d.comb += b_final.eq(b_idx == b_n - 1)
+        m.d.comb += [rd.addr.eq(ring.read_addr()), rd.en.eq(advance),
+                     gb_rd.addr.eq(ring.idx), gb_rd.en.eq(advance)]
         ev = [Signal(name=f"e_valid{s}") for s in (1, 2, 3, 4)]
         el = [Signal(name=f"e_last{s}") for s in (1, 2, 3, 4)]
         d1 = Signal.like(row_d, name="e_D1")
@@ -273,28 +260,18 @@ class LayerNorm(wiring.Component):
         gb2 = Signal(gamma_beta_layout(NL, self.beta_width), name="e_gb2")
         gb3 = Signal(gamma_beta_layout(NL, self.beta_width), name="e_gb3")
         with m.If(advance):
-            m.d.sync += [ev[0].eq(b_active), el[0].eq(b_final),
+            m.d.sync += [ev[0].eq(ring.active), el[0].eq(ring.final),
                          d1.eq(row_d), s1_1.eq(row_s1), r1.eq(row_r), r2.eq(r1),
                          gb2.eq(gb_rd.data), gb3.eq(gb2),
                          self.o.valid.eq(ev[3]), self.o.payload.last.eq(el[3])]
             m.d.sync += [ev[s + 1].eq(ev[s]) for s in range(3)]
             m.d.sync += [el[s + 1].eq(el[s]) for s in range(3)]
-            with m.If(b_active):
-                m.d.sync += b_idx.eq(b_idx + 1)
-                with m.If(b_final):
-                    m.d.sync += [b_active.eq(0), bstate[b_bank].eq(_Bank.FREE),
-                                 b_bank.eq(next_bank(b_bank))]
-        # Load the next ready token when idle, or in the cycle of the current token's last
-        # read (no bubble between tokens). Placed after the block above so that it wins.
-        b_cand = Signal(range(NB))
-        b_load = Signal()
-        m.d.comb += [b_cand.eq(Mux(b_active, next_bank(b_bank), b_bank)),
-                     b_load.eq((~b_active | (advance & b_final)) &
-                               (bstate[b_cand] == _Bank.READY))]
-        with m.If(b_load):
-            m.d.sync += [b_active.eq(1), b_idx.eq(0), b_n.eq(b_beats[b_cand]),
-                         b_bank.eq(b_cand), row_d.eq(b_beats[b_cand] * NL),
-                         row_s1.eq(b_s1[b_cand]), row_r.eq(b_r[b_cand])]
+        # Read-out (after the block above so that its assignments win), then this unit's
+        # per-row registers for the row being loaded.
+        ring.readout(m, advance, b_beats)
+        with m.If(ring.load):
+            m.d.sync += [row_d.eq(b_beats[ring.cand] * NL),
+                         row_s1.eq(b_s1[ring.cand]), row_r.eq(b_r[ring.cand])]
         shift_out = ops.LN_FRAC + self.gamma_frac
         for j in range(NL):
             dev = Signal(signed(self.d_width), name=f"e_dev{j}")           # stage 2

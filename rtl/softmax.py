@@ -18,6 +18,7 @@ from amaranth.lib.wiring import In, Out
 from golden.quant import ops
 from rtl.arith import banked_row_schedule, bits_for, ceil_q16, round_shift, saturate_unsigned
 from rtl.divider import ReciprocalDivider
+from rtl.rowbank import BankState, RowBankRing
 from rtl.exp2 import Exp2Neg
 
 __all__ = ["Softmax", "softmax_schedule", "SOFTMAX_FILL_LATENCY", "SOFTMAX_OUT_LATENCY"]
@@ -46,10 +47,6 @@ def softmax_schedule(lengths: list[int], banks: int = 3,
     """
     return banked_row_schedule(lengths, banks, SOFTMAX_FILL_LATENCY, recip_cycles,
                                SOFTMAX_OUT_LATENCY)
-
-
-class _Bank:
-    FREE, FILLING, FILLED, READY = range(4)
 
 
 class Softmax(wiring.Component):
@@ -126,14 +123,10 @@ class Softmax(wiring.Component):
         kw, sw, uw = self.k_width, self.s_width, self.u_width
         len_shape = range(self.max_len + 1)
 
-        def bank_base(bank):
-            return Array([b * self.max_len for b in range(NB)])[bank]
-
-        def next_bank(bank):
-            return Mux(bank == NB - 1, 0, bank + 1)
 
         # Per-bank row state and results.
-        bstate = Array([Signal(range(4), name=f"bank{b}_state") for b in range(NB)])
+        ring = RowBankRing(NB, self.max_len, len_shape)
+        bstate = ring.state
         b_len = Array([Signal(len_shape, name=f"bank{b}_len") for b in range(NB)])
         b_k = Array([Array([Signal(signed(kw), name=f"bank{b}_K{j}") for j in range(NL)])
                      for b in range(NB)])
@@ -147,18 +140,18 @@ class Softmax(wiring.Component):
         a_idx = Signal(len_shape)
         a_open = Signal()                     # a row is being written into a_bank
         accept = Signal()
-        m.d.comb += [self.i.ready.eq(a_open | (bstate[a_bank] == _Bank.FREE)),
+        m.d.comb += [self.i.ready.eq(a_open | (bstate[a_bank] == BankState.FREE)),
                      accept.eq(self.i.valid & self.i.ready)]
         wr = self.rows.write_port()
-        m.d.comb += [wr.addr.eq(bank_base(a_bank) + a_idx), wr.data.eq(self.i.payload.t),
+        m.d.comb += [wr.addr.eq(ring.base(a_bank) + a_idx), wr.data.eq(self.i.payload.t),
                      wr.en.eq(accept & (a_idx < self.max_len))]
         last_in = self.i.payload.last
         with m.If(accept):
             m.d.sync += [a_idx.eq(Mux(last_in, 0, a_idx + 1)), a_open.eq(~last_in)]
             with m.If(~a_open):
-                m.d.sync += bstate[a_bank].eq(_Bank.FILLING)
+                m.d.sync += bstate[a_bank].eq(BankState.FILLING)
             with m.If(last_in):
-                m.d.sync += a_bank.eq(next_bank(a_bank))
+                m.d.sync += a_bank.eq(ring.next(a_bank))
             with m.If(a_idx >= self.max_len):
                 m.d.sync += self.overflow.eq(1)
 
@@ -173,7 +166,7 @@ class Softmax(wiring.Component):
                      a_v[1].eq(a_v[0]), a_first[1].eq(a_first[0]), a_last[1].eq(a_last[0]),
                      a_bk[1].eq(a_bk[0]), a_n[1].eq(a_n[0])]
         with m.If(a_v[1] & a_last[1]):
-            m.d.sync += [b_len[a_bk[1]].eq(a_n[1]), bstate[a_bk[1]].eq(_Bank.FILLED)]
+            m.d.sync += [b_len[a_bk[1]].eq(a_n[1]), bstate[a_bk[1]].eq(BankState.FILLED)]
 
         for j in range(NL):
             t = self.i.payload.t[j]
@@ -207,49 +200,33 @@ class Softmax(wiring.Component):
             div = m.submodules[f"recip{j}"] = ReciprocalDivider(
                 ops.SOFTMAX_RECIP_BITS, sw, RECIP_BITS)
             divs.append(div)
-            m.d.comb += [div.i.valid.eq(bstate[s_bank] == _Bank.FILLED),
+            m.d.comb += [div.i.valid.eq(bstate[s_bank] == BankState.FILLED),
                          div.i.payload.eq(b_s[s_bank][j]), div.o.ready.eq(1)]
             with m.If(div.o.valid):
                 m.d.sync += b_r[s_bank][j].eq(div.o.payload)
         with m.If(divs[0].o.valid):          # the lanes' dividers run in lock-step
-            m.d.sync += [bstate[s_bank].eq(_Bank.READY), s_bank.eq(next_bank(s_bank))]
+            m.d.sync += [bstate[s_bank].eq(BankState.READY), s_bank.eq(ring.next(s_bank))]
 
         # --------------------------------------------------------------- pass 2: emit
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        b_bank = Signal(range(NB))
-        b_active = Signal()
-        b_idx = Signal(len_shape)
-        b_n = Signal(len_shape)
         b_row_k = [Signal(signed(kw), name=f"emit_K{j}") for j in range(NL)]
         b_row_r = [Signal(RECIP_BITS, name=f"emit_R{j}") for j in range(NL)]
         rd = self.rows.read_port(transparent_for=())
-        m.d.comb += [rd.addr.eq(bank_base(b_bank) + b_idx), rd.en.eq(advance)]
+        m.d.comb += [rd.addr.eq(ring.read_addr()), rd.en.eq(advance)]
         e_v = [Signal(name=f"e_valid{s}") for s in (1, 2, 3)]
         e_last = [Signal(name=f"e_last{s}") for s in (1, 2, 3)]
-        b_final = Signal()
-        m.d.comb += b_final.eq(b_idx == b_n - 1)
         with m.If(advance):
-            m.d.sync += [e_v[0].eq(b_active), e_last[0].eq(b_final),
+            m.d.sync += [e_v[0].eq(ring.active), e_last[0].eq(ring.final),
                          e_v[1].eq(e_v[0]), e_last[1].eq(e_last[0]),
                          e_v[2].eq(e_v[1]), e_last[2].eq(e_last[1]),
                          self.o.valid.eq(e_v[2]), self.o.payload.last.eq(e_last[2])]
-            with m.If(b_active):
-                m.d.sync += b_idx.eq(b_idx + 1)
-                with m.If(b_final):
-                    m.d.sync += [b_active.eq(0), bstate[b_bank].eq(_Bank.FREE),
-                                 b_bank.eq(next_bank(b_bank))]
-        # Load the next ready row when idle, or in the cycle of the current row's last read
-        # (no bubble between rows). Placed after the block above so that it wins.
-        b_cand = Signal(range(NB))
-        b_load = Signal()
-        m.d.comb += [b_cand.eq(Mux(b_active, next_bank(b_bank), b_bank)),
-                     b_load.eq((~b_active | (advance & b_final)) &
-                               (bstate[b_cand] == _Bank.READY))]
-        with m.If(b_load):
-            m.d.sync += [b_active.eq(1), b_idx.eq(0), b_n.eq(b_len[b_cand]), b_bank.eq(b_cand)]
-            m.d.sync += [b_row_k[j].eq(b_k[b_cand][j]) for j in range(NL)]
-            m.d.sync += [b_row_r[j].eq(b_r[b_cand][j]) for j in range(NL)]
+        # Read-out (after the block above so that its assignments win), then this unit's
+        # per-row registers for the row being loaded.
+        ring.readout(m, advance, b_len)
+        with m.If(ring.load):
+            m.d.sync += [b_row_k[j].eq(b_k[ring.cand][j]) for j in range(NL)]
+            m.d.sync += [b_row_r[j].eq(b_r[ring.cand][j]) for j in range(NL)]
         for j in range(NL):
             kr = [Signal(signed(kw), name=f"e_K{j}_1")]
             rr = [Signal(RECIP_BITS, name=f"e_R{j}_{s}") for s in (1, 2, 3)]
