@@ -12,7 +12,7 @@ import tempfile
 
 from amaranth.sim import Simulator
 
-__all__ = ["stream_put", "stream_get", "run"]
+__all__ = ["stream_put", "stream_get", "collect_beats", "run"]
 
 
 async def stream_put(ctx, stream, payload) -> None:
@@ -29,6 +29,32 @@ async def stream_get(ctx, stream):
     payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
+
+
+async def collect_beats(ctx, stream, count: int, field: str, lanes: int, info: dict,
+                        ready_prob: float = 1.0, seed: int = 0) -> list:
+    """Accept ``count`` beats of a ``{field: [lanes], last}`` stream under seeded random
+    back-pressure (``ready`` high with probability ``ready_prob``).
+
+    Returns ``[(values, last), …]``; sets ``info["last"]`` to the cycle of the last transfer
+    (counted from the first cycle) and adds the cycles with ``valid`` but not ``ready`` to
+    ``info["stalls"]``.
+    """
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    cycle, beats = 0, []
+    while len(beats) < count:
+        ready = ready_prob >= 1.0 or rng.random() < ready_prob
+        ctx.set(stream.ready, ready)
+        *_, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if valid and ready:
+            values = getattr(payload, field)
+            beats.append(([int(values[j]) for j in range(lanes)], int(payload.last)))
+            info["last"] = cycle
+        elif valid:
+            info["stalls"] += 1
+        cycle += 1
+    return beats
 
 
 def run(dut, *testbenches, processes=(), name: str = "sim", clock_period: float = 1e-8,

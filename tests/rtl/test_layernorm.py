@@ -9,7 +9,7 @@ import pytest
 
 from golden.quant import ops
 from rtl.layernorm import LayerNorm
-from tests.rtl.sim import run
+from tests.rtl.sim import collect_beats, run
 
 G = 10
 
@@ -48,18 +48,7 @@ def simulate(dut: LayerNorm, tokens, gamma, beta, eps, ready_prob=1.0, seed=0):
         ctx.set(dut.i.valid, 0)
 
     async def collector(ctx):
-        rng = np.random.default_rng(seed)
-        cyc, beats = 0, []
-        while len(beats) < total:
-            ready = ready_prob >= 1.0 or rng.random() < ready_prob
-            ctx.set(dut.o.ready, ready)
-            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                beats.append(([int(payload.y[j]) for j in range(NL)], int(payload.last)))
-                info["last"] = cyc
-            elif valid:
-                info["stalls"] += 1
-            cyc += 1
+        beats = await collect_beats(ctx, dut.o, total, "y", NL, info, ready_prob, seed)
         pos = 0
         for tok in tokens:
             n = len(tok) // NL

@@ -9,7 +9,7 @@ import pytest
 
 from golden.quant import ops
 from rtl.softmax import Softmax
-from tests.rtl.sim import run
+from tests.rtl.sim import collect_beats, run
 
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -41,18 +41,7 @@ def simulate(dut: Softmax, groups, ready_prob=1.0, seed=0, valid_prob=1.0):
         ctx.set(dut.i.valid, 0)
 
     async def collector(ctx):
-        rng = np.random.default_rng(seed)
-        cyc, beats = 0, []
-        while len(beats) < total:
-            ready = ready_prob >= 1.0 or rng.random() < ready_prob
-            ctx.set(dut.o.ready, ready)
-            *_, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid and ready:
-                beats.append(([int(payload.p[j]) for j in range(dut.lanes)], int(payload.last)))
-                info["last"] = cyc
-            elif valid:
-                info["stalls"] += 1
-            cyc += 1
+        beats = await collect_beats(ctx, dut.o, total, "p", dut.lanes, info, ready_prob, seed)
         pos = 0
         for g in groups:
             n = g.shape[1]
