@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     res = subprocess.run([str(out / "obj_dir" / "Vtop")], capture_output=True, text=True,
                          check=True)
     lines = res.stdout.strip().splitlines()
-    print(f"| matmul (tiny) | M×K×N | Verilator cycles | formula |")
+    print("| matmul (tiny) | M×K×N | Verilator cycles | formula |")
     print("|---|---|---|---|")
     ok = True
     for line in lines[:-1]:

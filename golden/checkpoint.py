@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, get_config
+from .config import ModelConfig
 from .model import M3ViT, load_state_dict_resized
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "DEFAULT_CHECKPOINTS",

@@ -7,7 +7,7 @@ name through :func:`get_config`. Nothing else in the project may repeat these nu
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["TaskSpec", "ModelConfig", "CONFIGS", "get_config", "config_names"]
 

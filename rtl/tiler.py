@@ -279,7 +279,6 @@ class TiledMatmul(wiring.Component):
                 with m.If(row == R - 1):
                     m.d.sync += draining.eq(0)
 
-        results = data.ArrayLayout(data.ArrayLayout(signed(self.acc_width), C), R)
         m.d.comb += [
             self.out.valid.eq(emit & (sel_m < m_len)),
             self.out.payload.m.eq(sel_m),

@@ -18,8 +18,6 @@ stage      operation (``golden.quant.ops`` name)
 
 from __future__ import annotations
 
-import math
-
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out

@@ -48,7 +48,7 @@ def _int_model(args, model: M3ViT) -> IntM3ViT:
     return quantize_model(model, calib)
 
 
-def _format_eval(result: dict, cfg) -> str:
+def _format_eval(result: dict) -> str:
     lines = []
     for task, r in result.items():
         lines.append(f"{task}: cosine(final tokens) {r['cosine_final_tokens']:.4f} "
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     else:
         print(f"{model.cfg.name} from {source}: float vs integer on {args.scenes} held-out scenes "
               f"(calibrated on {args.calib})")
-        print(_format_eval(result, model.cfg))
+        print(_format_eval(result))
     return 0
 
 

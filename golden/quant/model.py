@@ -126,7 +126,7 @@ class RoutingInt:
     probs: np.ndarray       # [N, k] Q16
 
     def queues(self, experts: int) -> list[np.ndarray]:
-        """Per expert: (token indices ascending, their Q16 probabilities)."""
+        """Per expert: the indices of the tokens routed to it, ascending."""
         return [np.nonzero((self.indices == e).any(-1))[0] for e in range(experts)]
 
     def load(self, experts: int) -> np.ndarray:

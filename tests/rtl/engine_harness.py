@@ -44,7 +44,6 @@ def reference(job: Job, residual: np.ndarray, moe_acc: np.ndarray) -> dict:
     y = ops.requantize(acc, job.mult, job.shift, job.out_bits)
     if job.gelu:
         y = ops.requantize(ops.gelu_q10(y), job.act_mult, job.act_shift, 8)
-    rows = {}
     if job.residual:
         new = ops.residual_add(residual[: len(y)], y)
         residual = residual.copy()
@@ -75,18 +74,14 @@ def simulate(engine, jobs: list[Job], residual=None, moe_acc=None, ready_prob: f
     results = [SimResult() for _ in jobs]
 
     async def bench(ctx):
-        if residual is not None:
-            for tok in range(residual.shape[0]):
-                for tn in range(math.ceil(residual.shape[1] / cols)):
-                    vals = [int(v) for v in residual[tok, tn * cols:(tn + 1) * cols]]
-                    vals += [0] * (cols - len(vals))
-                    ctx.set(lanes.residual.data[(tok << lanes.tn_bits) | tn], vals)
-        if moe_acc is not None:
-            for tok in range(moe_acc.shape[0]):
-                for tn in range(math.ceil(moe_acc.shape[1] / cols)):
-                    vals = [int(v) for v in moe_acc[tok, tn * cols:(tn + 1) * cols]]
-                    vals += [0] * (cols - len(vals))
-                    ctx.set(lanes.moe_acc.data[(tok << lanes.tn_bits) | tn], vals)
+        # Token-indexed lane memories: row (token, column tile), zero-padded to C lanes.
+        for matrix, mem in ((residual, lanes.residual), (moe_acc, lanes.moe_acc)):
+            if matrix is None:
+                continue
+            for tok in range(matrix.shape[0]):
+                for tn in range(math.ceil(matrix.shape[1] / cols)):
+                    vals = [int(v) for v in matrix[tok, tn * cols:(tn + 1) * cols]]
+                    ctx.set(mem.data[(tok << lanes.tn_bits) | tn], vals + [0] * (cols - len(vals)))
         for job, res in zip(jobs, results):
             m_, k_ = job.a.shape
             n_ = job.b.shape[0]

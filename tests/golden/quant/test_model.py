@@ -13,7 +13,6 @@ from golden.data import SceneDataset
 from golden.eval import HELD_OUT_SEED, TRAIN_SEED
 from golden.model import M3ViT
 from golden.quant import __main__ as quant_cli
-from golden.quant import ops
 from golden.quant.compare import compare
 from golden.quant.model import IntM3ViT
 from golden.quant.ptq import pixels_from_image, quantize_model, quantize_multiplier
