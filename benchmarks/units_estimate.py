@@ -7,7 +7,8 @@ Yosys ``synth_xilinx -family xcup`` resource estimate, and cycles per row/token.
 
 Sizes: attention rows of 129 scores (Q8 out), LayerNorm over D = 192, router with E = 16,
 k = 2 and 129 tokens; one lane each unless ``--lanes`` is given. Lint and synthesis reuse the
-helpers of ``benchmarks/engine_estimate.py`` so every unit is estimated the same way.
+helpers of ``platform/estimate.py`` (shared with the board build) so every design is estimated the
+same way.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ sys.path.insert(0, str(HERE))
 
 from amaranth.back import rtlil, verilog  # noqa: E402
 
-from engine_estimate import XCZU7EV, verilator_lint, yosys_estimate  # noqa: E402
+from platform.estimate import XCZU7EV, verilator_lint, yosys_estimate  # noqa: E402
 from rtl.layernorm import LayerNorm  # noqa: E402
 from rtl.router import Router  # noqa: E402
 from rtl.softmax import Softmax  # noqa: E402

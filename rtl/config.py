@@ -8,9 +8,11 @@ second place.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 
-__all__ = ["AccelConfig", "DEFAULT", "SMALL_TEST"]
+__all__ = ["AccelConfig", "DEFAULT", "SMALL_TEST", "NANO", "CONFIGS"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,28 @@ class AccelConfig:
     weight_buffer_bytes : int
         Size of *each* of the two ping-pong weight buffers (one expert matrix must fit).
     token_buffer_bytes : int
-        On-chip token (activation) memory.
+        On-chip activation scratchpad (int8 tensors: LayerNorm outputs, q/k/v, attention
+        probabilities, hidden activations), in words of ``array_cols`` bytes.
     clock_mhz : float
         Target fabric clock.
+    max_tokens : int
+        Largest token count of a frame (class token included): rows of the residual stream,
+        the MoE accumulator and the attention-score buffer.
+    max_k, max_n : int
+        Largest reduction length K and output width N of one matrix multiply.
+    max_dim : int
+        Largest token width D (residual stream, LayerNorm).
+    experts, top_k : int
+        The router's expert count E and k (the model must match; ``experts <= array_cols``).
+    a_word_bytes : int
+        Bytes per word of each A-operand bank (divides ``array_cols``): the activation-to-array
+        load moves one such word per cycle.
+    const_words : int
+        Rows of per-channel lane constants (one row = ``array_cols`` channels).
+    imem_words : int
+        Instructions the program memory holds (a program is fetched into it at start).
+    ln_lanes : int
+        Elements the LayerNorm unit takes per cycle.
     """
 
     array_rows: int = 32
@@ -61,6 +82,16 @@ class AccelConfig:
     weight_buffer_bytes: int = 384 * 384
     token_buffer_bytes: int = 512 * 1024
     clock_mhz: float = 250.0
+    max_tokens: int = 129
+    max_k: int = 768
+    max_n: int = 1024
+    max_dim: int = 192
+    experts: int = 16
+    top_k: int = 2
+    a_word_bytes: int = 8
+    const_words: int = 128
+    imem_words: int = 1024
+    ln_lanes: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -76,6 +107,16 @@ class AccelConfig:
             problems.append("a maximal burst would exceed 4 KB")
         if self.acc_width < 2 * self.operand_width:
             problems.append("acc_width must hold at least one product")
+        for name in ("max_tokens", "max_k", "max_n", "max_dim", "experts", "top_k",
+                     "a_word_bytes", "const_words", "imem_words", "ln_lanes"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1")
+        if self.top_k > self.experts:
+            problems.append("top_k must be <= experts")
+        if self.array_cols % max(1, self.a_word_bytes):
+            problems.append("a_word_bytes must divide array_cols")
+        if self.max_dim % max(1, self.ln_lanes):
+            problems.append("ln_lanes must divide max_dim")
         if problems:
             raise ValueError("invalid accelerator config: " + "; ".join(problems))
 
@@ -86,8 +127,24 @@ class AccelConfig:
     def replace(self, **changes) -> "AccelConfig":
         return dataclasses.replace(self, **changes)
 
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> int:
+        """32-bit hash of every parameter: a model image compiled for one config is refused by
+        an accelerator built from another (the FINGERPRINT register holds this value)."""
+        text = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
+
 
 DEFAULT = AccelConfig()
 # Small parameters for Amaranth-simulator unit tests.
 SMALL_TEST = AccelConfig(array_rows=4, array_cols=4, axi_data_width=64, axi_masters=1,
-                         max_burst_beats=8, weight_buffer_bytes=4096, token_buffer_bytes=16384)
+                         max_burst_beats=8, weight_buffer_bytes=4096, token_buffer_bytes=16384,
+                         a_word_bytes=4, experts=4)
+# The whole accelerator sized for the `nano` model on a 4×4 array (Amaranth-simulator e2e tests).
+NANO = AccelConfig(array_rows=4, array_cols=4, axi_data_width=32, axi_masters=1,
+                   max_burst_beats=16, weight_buffer_bytes=256 * 64, token_buffer_bytes=24 * 1024,
+                   max_tokens=33, max_k=256, max_n=384, max_dim=64, experts=4, top_k=2,
+                   a_word_bytes=2, const_words=256, imem_words=512, clock_mhz=100.0)
+CONFIGS = {"default": DEFAULT, "nano": NANO, "small-test": SMALL_TEST}

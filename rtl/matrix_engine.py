@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AccelConfig
 from .gather import RowGather, gather_cycles
-from .tiler import TiledMatmul, command_layout, matmul_cycles
+from .tiler import TiledMatmul, matmul_cycles
 from .vector import VECTOR_LATENCY, VectorLanes, lane_mode_layout
 
 __all__ = ["MatrixEngine", "engine_cycles"]
@@ -69,7 +69,7 @@ class MatrixEngine(wiring.Component):
                                 self.tiler.a_depth)
         # Token matrix (int8, row-major, one byte per word) that expert queues gather from.
         self.tokens = memory.Memory(shape=unsigned(8), depth=self.max_tokens * max_k, init=[])
-        self.cmd_layout = data.StructLayout({"mm": command_layout(max_m, max_k, max_n),
+        self.cmd_layout = data.StructLayout({"mm": self.tiler.cmd.payload.shape(),
                                              "lanes": lane_mode_layout(const_depth),
                                              "gather": 1})
         t, l = self.tiler, self.lanes

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from .mesh import Mesh
 
-__all__ = ["TiledMatmul", "command_layout", "acc_row_layout", "matmul_cycles", "tile_period"]
+__all__ = ["TiledMatmul", "command_layout", "a_pitch", "acc_row_layout", "matmul_cycles", "tile_period"]
 
 
 def tile_period(k: int, rows: int, cols: int) -> int:
@@ -31,15 +31,22 @@ def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int) -> int:
     return (tiles - 1) * tile_period(k, rows, cols) + k + cols + 1 + (m - 1) % rows
 
 
-def command_layout(max_m: int, max_k: int, max_n: int) -> data.StructLayout:
+def command_layout(max_m: int, max_k: int, max_n: int, b_depth: int = 1) -> data.StructLayout:
     """One matrix multiply: A is M×K (rows of the A banks), B is N×K (weight rows); ``a_signed``
-    selects int8 or uint8 (pixels, probabilities) for A."""
+    selects int8 or uint8 (pixels, probabilities) for A; B starts at word ``b_offset`` of the
+    weight banks (a ping-pong half, or a matrix inside it)."""
     return data.StructLayout({
         "m": unsigned(max_m.bit_length()),
         "k": unsigned(max_k.bit_length()),
         "n": unsigned(max_n.bit_length()),
         "a_signed": 1,
+        "b_offset": unsigned(max(1, (b_depth - 1).bit_length())),
     })
+
+
+def a_pitch(k: int, align: int) -> int:
+    """Bytes between two A rows of one bank: K rounded up to ``align``."""
+    return -(-k // align) * align
 
 
 def acc_row_layout(rows: int, cols: int, max_m: int, max_n: int, acc_width: int):
@@ -60,7 +67,8 @@ class TiledMatmul(wiring.Component):
     """Streams the tiles of one M×K×N product through the mesh, back to back.
 
     Operand layout (what the DMA or a test writes): row ``m`` of A lives in bank ``m % R`` at
-    addresses ``(m // R) * K + k``; weight row ``n`` (output channel, torch ``[N, K]`` layout) of B
+    byte addresses ``(m // R) * a_pitch(K, a_align) + k``, packed ``a_word_bytes`` to a bank
+    word (little-endian); weight row ``n`` (output channel, torch ``[N, K]`` layout) of B
     in bank ``n % C`` at ``(n // C) * K + k``. Tiles are visited row-tile major; each tile feeds
     K steps, then idles to :func:`tile_period`. Rows beyond M and columns beyond N compute zeros;
     rows beyond M are not emitted, columns beyond N are ignored by the consumer.
@@ -79,44 +87,62 @@ class TiledMatmul(wiring.Component):
         config's ``weight_buffer_bytes / C``: one expert or MLP matrix).
     acc_width : int
         Accumulator width.
+    a_word_bytes : int
+        Bytes per A-bank word (a power of two): a load writes one word per cycle.
+    a_align : int
+        A rows are padded to a multiple of this many bytes (a multiple of ``a_word_bytes``).
 
     Attributes
     ----------
-    a_load : In(stream) of ``{bank, addr, value}``: writes one byte of A (the gather unit or the
-        DMA fill the A banks through it; always ready)
+    a_load : In(stream) of ``{bank, addr, value}``: writes one A word (``a_word_bytes`` bytes at
+        word address ``addr``; the gather unit or the activation loader fill the A banks through
+        it; always ready)
     b_load : In(stream) of ``{bank, addr, value}``: writes one weight byte (always ready)
+    b_word : In(stream) of ``{addr, mask, data[C]}``: writes ``data[j]`` into bank ``j`` at
+        ``addr`` for every set ``mask`` bit (always ready; wins over ``b_load``)
     cmd : In(stream) of :func:`command_layout`
     out : Out(stream) of :func:`acc_row_layout`
     busy : Out(1)
-    a_banks, b_banks : lists of :class:`amaranth.lib.memory.Memory` (8-bit words)
+    a_banks : list of :class:`amaranth.lib.memory.Memory` (``a_word_bytes``-byte words)
+    b_banks : list of :class:`amaranth.lib.memory.Memory` (8-bit words)
     """
 
     def __init__(self, rows: int, cols: int, max_m: int, max_k: int, max_n: int,
-                 acc_width: int = 32, b_depth: int | None = None):
+                 acc_width: int = 32, b_depth: int | None = None, a_word_bytes: int = 1,
+                 a_align: int = 1):
         for name, v in (("rows", rows), ("cols", cols), ("max_m", max_m), ("max_k", max_k),
                         ("max_n", max_n)):
             if v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
+        if a_word_bytes < 1 or a_word_bytes & (a_word_bytes - 1):
+            raise ValueError(f"a_word_bytes must be a power of two, got {a_word_bytes}")
+        if a_align < 1 or a_align % a_word_bytes:
+            raise ValueError(f"a_align ({a_align}) must be a multiple of a_word_bytes")
         self.rows, self.cols = rows, cols
         self.max_m, self.max_k, self.max_n = max_m, max_k, max_n
         self.acc_width = acc_width
-        self.a_depth = math.ceil(max_m / rows) * max_k
+        self.a_word_bytes, self.a_align = a_word_bytes, a_align
+        self.a_depth = math.ceil(max_m / rows) * a_pitch(max_k, a_align) // a_word_bytes
         # B holds one weight matrix (N*K <= C * b_depth): by default the largest max_n x max_k.
         self.b_depth = b_depth or math.ceil(max_n / cols) * max_k
-        self.a_banks = [memory.Memory(shape=unsigned(8), depth=self.a_depth, init=[])
-                        for _ in range(rows)]
+        self.a_banks = [memory.Memory(shape=unsigned(8 * a_word_bytes), depth=self.a_depth,
+                                      init=[]) for _ in range(rows)]
         self.b_banks = [memory.Memory(shape=signed(8), depth=self.b_depth, init=[])
                         for _ in range(cols)]
         super().__init__({
             "a_load": In(stream.Signature(data.StructLayout({
                 "bank": unsigned(max(1, (rows - 1).bit_length())),
                 "addr": unsigned(max(1, (self.a_depth - 1).bit_length())),
-                "value": unsigned(8)}))),
+                "value": unsigned(8 * a_word_bytes)}))),
             "b_load": In(stream.Signature(data.StructLayout({
                 "bank": unsigned(max(1, (cols - 1).bit_length())),
                 "addr": unsigned(max(1, (self.b_depth - 1).bit_length())),
                 "value": signed(8)}))),
-            "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n))),
+            "b_word": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, (self.b_depth - 1).bit_length())),
+                "mask": unsigned(cols),
+                "data": data.ArrayLayout(signed(8), cols)}))),
+            "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n, self.b_depth))),
             "out": Out(stream.Signature(acc_row_layout(rows, cols, max_m, max_n, acc_width))),
             "busy": Out(1),
         })
@@ -138,13 +164,15 @@ class TiledMatmul(wiring.Component):
         m_len = Signal.like(self.cmd.payload.m)
         n_len = Signal.like(self.cmd.payload.n)
         a_signed = Signal()
+        pitch = Signal(range(a_pitch(self.max_k, self.a_align) + 1))
+        b_offset = Signal.like(self.cmd.payload.b_offset)
         period = Signal(range(max(self.max_k, R, C) + 1))
         n_tiles_m = math.ceil(self.max_m / R)
         n_tiles_n = math.ceil(self.max_n / C)
         tm = Signal(range(n_tiles_m + 1))
         tn = Signal(range(n_tiles_n + 1))
         step = Signal(range(max(self.max_k, R, C) + 1))
-        a_base = Signal(range(self.a_depth + self.max_k + 1))
+        a_base = Signal(range(self.a_depth * self.a_word_bytes + self.max_k + 1))   # bytes
         b_base = Signal(range(self.b_depth + self.max_k + 1))
         tiles_m = Signal(range(n_tiles_m + 1))
         tiles_n = Signal(range(n_tiles_n + 1))
@@ -161,15 +189,27 @@ class TiledMatmul(wiring.Component):
             wr = mem.write_port()
             m.d.comb += [wr.addr.eq(self.a_load.payload.addr), wr.data.eq(self.a_load.payload.value),
                          wr.en.eq(self.a_load.valid & (self.a_load.payload.bank == i))]
-        m.d.comb += self.b_load.ready.eq(1)
+        m.d.comb += [self.b_load.ready.eq(1), self.b_word.ready.eq(1)]
+        bw = self.b_word.payload
         for j, mem in enumerate(self.b_banks):
             wr = mem.write_port()
-            m.d.comb += [wr.addr.eq(self.b_load.payload.addr), wr.data.eq(self.b_load.payload.value),
-                         wr.en.eq(self.b_load.valid & (self.b_load.payload.bank == j))]
+            with m.If(self.b_word.valid):
+                m.d.comb += [wr.addr.eq(bw.addr), wr.data.eq(bw.data[j]),
+                             wr.en.eq(bw.mask[j])]
+            with m.Else():
+                m.d.comb += [wr.addr.eq(self.b_load.payload.addr),
+                             wr.data.eq(self.b_load.payload.value),
+                             wr.en.eq(self.b_load.valid & (self.b_load.payload.bank == j))]
         a_reads = [mem.read_port(transparent_for=()) for mem in self.a_banks]
         b_reads = [mem.read_port(transparent_for=()) for mem in self.b_banks]
+        aw_bits = (self.a_word_bytes - 1).bit_length()
+        a_byte = Signal.like(a_base)
+        a_sel = Signal(max(1, aw_bits))              # byte of the word being read, one cycle on
+        m.d.comb += a_byte.eq(a_base + step)
+        with m.If(en):
+            m.d.sync += a_sel.eq(a_byte[:aw_bits] if aw_bits else 0)
         for port in a_reads:
-            m.d.comb += [port.addr.eq(a_base + step), port.en.eq(en)]
+            m.d.comb += [port.addr.eq(a_byte >> aw_bits), port.en.eq(en)]
         for port in b_reads:
             m.d.comb += [port.addr.eq(b_base + step), port.en.eq(en)]
 
@@ -186,7 +226,7 @@ class TiledMatmul(wiring.Component):
 
         a_vals = [Signal(signed(9), name=f"a_val_{i}") for i in range(R)]
         for i in range(R):
-            raw = a_reads[i].data
+            raw = a_reads[i].data.word_select(a_sel, 8) if aw_bits else a_reads[i].data
             m.d.comb += a_vals[i].eq(Mux(a_signed, raw.as_signed(), raw.as_unsigned()))
 
         # ---- input skew: row i delayed by i cycles, column j by j cycles
@@ -228,7 +268,9 @@ class TiledMatmul(wiring.Component):
                         a_signed.eq(cmd.a_signed),
                         period.eq(Mux(cmd.k > max(R, C), cmd.k, max(R, C))),
                         tiles_m.eq((cmd.m + R - 1) // R), tiles_n.eq((cmd.n + C - 1) // C),
-                        tm.eq(0), tn.eq(0), step.eq(0), a_base.eq(0), b_base.eq(0),
+                        pitch.eq((cmd.k + self.a_align - 1) // self.a_align * self.a_align),
+                        b_offset.eq(cmd.b_offset),
+                        tm.eq(0), tn.eq(0), step.eq(0), a_base.eq(0), b_base.eq(cmd.b_offset),
                         m_base_wide.eq(0),
                     ]
                     with m.If((cmd.m != 0) & (cmd.n != 0) & (cmd.k != 0)):
@@ -242,9 +284,9 @@ class TiledMatmul(wiring.Component):
                         with m.If(tn + 1 < tiles_n):
                             m.d.sync += [tn.eq(tn + 1), b_base.eq(b_base + k_len)]
                         with m.Else():
-                            m.d.sync += [tn.eq(0), b_base.eq(0)]
+                            m.d.sync += [tn.eq(0), b_base.eq(b_offset)]
                             with m.If(tm + 1 < tiles_m):
-                                m.d.sync += [tm.eq(tm + 1), a_base.eq(a_base + k_len),
+                                m.d.sync += [tm.eq(tm + 1), a_base.eq(a_base + pitch),
                                              m_base_wide.eq(m_base_wide + R)]
                             with m.Else():
                                 m.d.sync += state.eq(_State.IDLE)

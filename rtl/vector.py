@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.quant import ops
 
-__all__ = ["VectorLanes", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY"]
+__all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY"]
 
 # Cycles from a row entering the lanes to its result on ``out`` (without back-pressure).
 VECTOR_LATENCY = 8
@@ -35,6 +35,16 @@ class OutBits(enum.Enum, shape=2):
     INT8 = 0
     INT16 = 1
     INT32 = 2
+
+
+class Aux(enum.Enum, shape=3):
+    """State-memory operations that use the lanes without a matrix multiply (the input row's
+    ``m``/``tn`` address the row; its accumulators are ignored except by ``RES_SET``)."""
+    NONE = 0
+    RES_SET = 1       # residual[m] = value (after the requantisation stages): loading the stream
+    RES_READ = 2      # emit residual[m] (feeding LayerNorm)
+    ACC_COMMIT = 3    # residual[m] = sat16(residual[m] + moe_acc[m]); moe_acc[m] = 0
+    ACC_CLEAR = 4     # moe_acc[m] = 0
 
 
 # Per output channel: int32 bias (accumulator units), 15-bit multiplier, shift.
@@ -55,6 +65,7 @@ def lane_mode_layout(const_depth: int) -> data.StructLayout:
         "act_shift": unsigned(6),
         "residual": 1,
         "scatter": 1,
+        "aux": Aux,
     })
 
 
@@ -270,18 +281,27 @@ class VectorLanes(wiring.Component):
 
         # stage 7 → 8: update, write back, emit
         values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
+        aux = mode.aux
+        zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
         for j in range(C):
-            with m.If(mode.residual):
+            with m.If(aux == Aux.RES_READ):
+                m.d.comb += values[j].eq(res_rd.data[j])
+            with m.Elif(aux == Aux.ACC_COMMIT):
+                m.d.comb += values[j].eq(_saturate(res_rd.data[j] + acc_rd.data[j], 16))
+            with m.Elif(mode.residual):
                 m.d.comb += values[j].eq(_saturate(res_rd.data[j] + y7[j], 16))
             with m.Elif(mode.scatter):
                 m.d.comb += values[j].eq(acc_rd.data[j] + contrib7[j])
             with m.Else():
                 m.d.comb += values[j].eq(y7[j])
-            m.d.comb += [res_wr.data[j].eq(values[j]), acc_wr.data[j].eq(values[j])]
+            m.d.comb += [res_wr.data[j].eq(values[j]),
+                         acc_wr.data[j].eq(Mux(zero_acc, 0, values[j]))]
+        res_write = mode.residual | (aux == Aux.RES_SET) | (aux == Aux.ACC_COMMIT)
+        acc_write = mode.scatter | zero_acc
         m.d.comb += [
             res_wr.addr.eq(addr7), acc_wr.addr.eq(addr7),
-            res_wr.en.eq(Mux(en & valid[7] & mode.residual, -1, 0)),
-            acc_wr.en.eq(Mux(en & valid[7] & mode.scatter, -1, 0)),
+            res_wr.en.eq(Mux(en & valid[7] & res_write, -1, 0)),
+            acc_wr.en.eq(Mux(en & valid[7] & acc_write, -1, 0)),
         ]
         out_valid = valid[n_stages]
         with m.If(en):

@@ -1,0 +1,5 @@
+"""``python -m firmware``: see :mod:`firmware.cli`."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,390 @@
+"""``python -m platform.build zcu104``: the accelerator's ZCU104 build, up to and including Vivado.
+
+Steps (all outputs in ``--out``, default ``build/zcu104``):
+
+1. elaborate ``rtl.accelerator.Accelerator(cfg)`` inside the board wrapper
+   (:class:`platform.zcu104_top.ZCU104Top`) and convert it once to RTLIL; write
+   ``m3vit_zcu104.il`` and ``m3vit_zcu104.v`` (the Amaranth core plus the Vivado shell module);
+2. write the XDC, the Vivado Tcl (``create_project.tcl``, ``build_bitstream.tcl``,
+   ``build.tcl``), ``build.sh`` and ``build_info.json`` (config, clock, address map);
+3. lint the Verilog with ``verilator --lint-only -Wall`` (any error fails the build);
+4. estimate resources with Yosys ``synth_xilinx -family xcup`` → ``resources.txt`` /
+   ``resources.json``, printed; the build fails if the estimate exceeds the XCZU7EV unless
+   ``--allow-overfull``;
+5. run ``build.sh`` if ``vivado`` is on PATH (bitstream, ``.hwh`` for PYNQ, ``.xsa``), otherwise
+   print what to run on a machine with Vivado.
+
+Exit codes: see :data:`EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from firmware import addrmap
+from rtl.config import CONFIGS, AccelConfig
+
+__all__ = ["main", "build", "BuildError", "BuildResult", "load_accelerator", "check_board_limits", "EXIT_OK", "EXIT_USAGE", "EXIT_TOP",
+           "EXIT_TOOL", "EXIT_NO_FIT", "EXIT_VIVADO", "EXIT_CODES", "DEFAULT_ACCELERATOR"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2        # bad arguments, or a config the board cannot host
+EXIT_TOP = 3          # the accelerator is missing or does not elaborate / fit the top interface
+EXIT_TOOL = 4         # Verilator lint errors, or Yosys failed
+EXIT_NO_FIT = 5       # the resource estimate exceeds the XCZU7EV (override: --allow-overfull)
+EXIT_VIVADO = 6       # Vivado ran and failed (including timing not met)
+EXIT_CODES = {EXIT_OK: "project written (and built, if Vivado was run)",
+              EXIT_USAGE: "bad arguments or a configuration the ZCU104 PS cannot host",
+              EXIT_TOP: "accelerator missing or failing to elaborate",
+              EXIT_TOOL: "Verilator lint errors or Yosys failure",
+              EXIT_NO_FIT: "resource estimate exceeds the XCZU7EV",
+              EXIT_VIVADO: "Vivado failed"}
+
+BOARDS = ("zcu104",)
+DEFAULT_ACCELERATOR = "rtl.accelerator:Accelerator"
+
+class BuildError(Exception):
+    """A build failure with a message for the user and the process exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class BuildResult:
+    """What a build produced."""
+    out: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    lint: dict | None = None
+    estimate: dict | None = None
+    fits: bool | None = None
+    vivado_ran: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def load_accelerator(spec: str = DEFAULT_ACCELERATOR) -> Callable[[AccelConfig], object]:
+    """The accelerator class named by ``"module:Class"`` (imported lazily, clear errors)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise BuildError(f"--accelerator must be MODULE:CLASS, not {spec!r}", EXIT_USAGE)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            hint = (" (rtl/accelerator.py is written by the whole-accelerator issue; until it "
+                    "exists, nothing can be built)" if spec == DEFAULT_ACCELERATOR else "")
+            raise BuildError(f"cannot import {module_name}: module not found{hint}",
+                             EXIT_TOP) from e
+        raise BuildError(f"importing {module_name} failed: {e!r}", EXIT_TOP) from e
+    except Exception as e:
+        raise BuildError(f"importing {module_name} failed: {e!r}", EXIT_TOP) from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise BuildError(f"{module_name} has no {attr}", EXIT_TOP) from None
+
+
+def check_board_limits(cfg: AccelConfig) -> None:
+    """Raise :class:`BuildError` if the Zynq UltraScale+ PS cannot host ``cfg``'s ports."""
+    problems = []
+    if cfg.axi_data_width not in addrmap.HP_DATA_WIDTHS:
+        problems.append(f"axi_data_width {cfg.axi_data_width}: an HP port is "
+                        f"{'/'.join(map(str, addrmap.HP_DATA_WIDTHS))} bits wide")
+    if cfg.axi_id_width > addrmap.HP_ID_WIDTH:
+        problems.append(f"axi_id_width {cfg.axi_id_width} > the HP ports' {addrmap.HP_ID_WIDTH}")
+    if cfg.axi_masters > len(addrmap.HP_PORTS):
+        problems.append(f"axi_masters {cfg.axi_masters} > {len(addrmap.HP_PORTS)} HP ports")
+    if cfg.axi_addr_width < 32:
+        problems.append(f"axi_addr_width {cfg.axi_addr_width} cannot reach all of PS DDR")
+    try:
+        addrmap.csr_window(cfg.csr_addr_width)
+    except ValueError as e:
+        problems.append(str(e))
+    if not 0 < cfg.clock_mhz <= 500:
+        problems.append(f"clock {cfg.clock_mhz} MHz outside (0, 500]")
+    if problems:
+        raise BuildError("configuration does not fit the ZCU104 PS: " + "; ".join(problems),
+                         EXIT_USAGE)
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if res.returncode:
+        return None
+    return res.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _convert(top, core_name: str) -> tuple[str, str]:
+    """RTLIL and Verilog of ``top`` from a single elaboration (same netlist for both).
+
+    The Verilog is written by Yosys from that RTLIL text, the way ``amaranth.back.verilog``
+    does it internally (its ``_convert_rtlil_text``): elaborating the default-size design a second
+    time would cost another minute.
+    """
+    from amaranth.back import rtlil, verilog
+    from amaranth.hdl import Fragment
+    if not hasattr(verilog, "_convert_rtlil_text"):
+        raise BuildError("this Amaranth version lacks amaranth.back.verilog._convert_rtlil_text "
+                         "(the build is written for Amaranth 0.5)", EXIT_TOOL)
+    fragment = Fragment.get(top, None)
+    il_text, _ = rtlil.convert_fragment(fragment, top.ports, core_name, emit_src=False)
+    v_text = verilog._convert_rtlil_text(il_text, strip_internal_attrs=True)
+    return il_text, v_text
+
+
+def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
+          accelerator: Callable[[AccelConfig], object] | None = None,
+          accelerator_name: str = DEFAULT_ACCELERATOR, lint: bool = True,
+          estimate: bool = True, allow_overfull: bool = False, vivado: bool = True,
+          jobs: int | None = None, command: str = "python -m platform.build zcu104",
+          log: Callable[[str], None] = print) -> BuildResult:
+    """Build the ZCU104 project for ``cfg`` into ``out`` (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+        Accelerator configuration; ``cfg.clock_mhz`` is the requested PL clock.
+    out : path
+        Output folder (created).
+    board : str
+        Only ``"zcu104"``.
+    accelerator : callable, optional
+        ``accelerator(cfg)`` returns the top-level component; default: :func:`load_accelerator`
+        of ``accelerator_name``.
+    accelerator_name : str
+        ``"module:Class"`` recorded in ``build_info.json`` (and loaded if ``accelerator`` is None).
+    lint, estimate : bool
+        Run Verilator lint / the Yosys estimate.
+    allow_overfull : bool
+        Do not fail when the estimate exceeds the device.
+    vivado : bool
+        Run Vivado if it is on PATH.
+    jobs : int, optional
+        Vivado parallel runs.
+    command : str
+        The command line, written into the generated files.
+    log : callable
+        Progress output.
+
+    Returns
+    -------
+    BuildResult
+
+    Raises
+    ------
+    BuildError
+        With the exit code of the failing step.
+    """
+    from .estimate import XCZU7EV, over_budget, resource_table, verilator_lint, yosys_estimate
+    from .vivado import (ProjectSpec, build_bitstream_tcl, build_sh, build_tcl,
+                         create_project_tcl, xdc)
+    from .zcu104 import PART, PS_BOARD_SETTINGS, ZCU104Platform, pin_constraints
+    from .zcu104_top import CORE_NAME, CSR_BUS, LED_COUNT, TOP_NAME, ZCU104Top, hp_bus
+
+    if board not in BOARDS:
+        raise BuildError(f"unknown board {board!r}; known: {', '.join(BOARDS)}", EXIT_USAGE)
+    check_board_limits(cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = BuildResult(out=out)
+    t_all = time.perf_counter()
+
+    # 1. Elaborate and convert.
+    t0 = time.perf_counter()
+    factory = accelerator if accelerator is not None else load_accelerator(accelerator_name)
+    try:
+        accel = factory(cfg)
+        top = ZCU104Top(accel, cfg)
+        il_text, v_text = _convert(top, CORE_NAME)
+    except BuildError:
+        raise
+    except Exception as e:
+        raise BuildError(f"the accelerator ({accelerator_name}) failed to elaborate: "
+                         f"{type(e).__name__}: {e}", EXIT_TOP) from e
+    files = result.files
+    files["rtlil"] = out / f"{TOP_NAME}.il"
+    files["verilog"] = out / f"{TOP_NAME}.v"
+    files["rtlil"].write_text(il_text)
+    files["verilog"].write_text(v_text.rstrip("\n") + "\n\n" + top.shell_verilog(CORE_NAME))
+    result.seconds["convert"] = time.perf_counter() - t0
+    log(f"Verilog: {files['verilog']} ({len(v_text.splitlines()):,} lines), RTLIL: "
+        f"{files['rtlil'].name} ({result.seconds['convert']:.0f} s)")
+
+    # 2. Project files.
+    plat = ZCU104Platform()
+    leds = tuple((f"led[{i}]", pin, attrs)
+                 for i in range(LED_COUNT) for pin, attrs in pin_constraints(plat, "led", i))
+    spec = ProjectSpec(
+        top_module=TOP_NAME, verilog_file=files["verilog"].name, xdc_file=f"{TOP_NAME}.xdc",
+        clock_mhz=cfg.clock_mhz, axi_data_width=cfg.axi_data_width,
+        hp_ports=tuple((hp_bus(i), addrmap.hp_port(i)) for i in range(cfg.axi_masters)),
+        csr_bus=CSR_BUS, csr_window=addrmap.csr_window(cfg.csr_addr_width),
+        dma_window=addrmap.DMA_WINDOW, csr_data_width=addrmap.CSR_DATA_WIDTH, leds=leds,
+        led_doc="led[0] heartbeat, led[1] out of reset, led[2] interrupt, led[3] AXI activity",
+        ps_board_settings=PS_BOARD_SETTINGS, command=command)
+    texts = {"xdc": (spec.xdc_file, xdc(spec)),
+             "create_project": ("create_project.tcl", create_project_tcl(spec)),
+             "build_bitstream": ("build_bitstream.tcl", build_bitstream_tcl(spec)),
+             "build_tcl": ("build.tcl", build_tcl(spec)),
+             "build_sh": ("build.sh", build_sh(spec))}
+    for key, (name, text) in texts.items():
+        files[key] = out / name
+        files[key].write_text(text)
+    files["build_sh"].chmod(0o755)
+    info = {
+        "board": board, "part": PART, "command": command, "accelerator": accelerator_name,
+        "git_commit": _git_commit(Path(__file__).resolve().parents[1]),
+        "config": dataclasses.asdict(cfg), "clock_mhz": cfg.clock_mhz,
+        "address_map": addrmap.address_map(cfg.csr_addr_width, cfg.axi_masters),
+        "top_module": TOP_NAME, "files": {k: p.name for k, p in files.items()},
+    }
+    files["build_info"] = out / "build_info.json"
+    files["build_info"].write_text(json.dumps(info, indent=2) + "\n")
+    log(f"Vivado project scripts: {', '.join(n for n, _ in texts.values())} in {out}")
+
+    # 3. Lint.
+    if lint:
+        t0 = time.perf_counter()
+        code, errors, warnings = verilator_lint(files["verilog"], TOP_NAME)
+        result.lint = {"returncode": code, "errors": errors, "warnings": len(warnings)}
+        result.seconds["lint"] = time.perf_counter() - t0
+        (out / "lint.log").write_text("\n".join(errors + warnings) + "\n")
+        log(f"verilator --lint-only -Wall: {len(errors)} errors, {len(warnings)} warnings "
+            f"({result.seconds['lint']:.0f} s; lint.log)")
+        if errors:
+            raise BuildError("Verilator lint errors:\n  " + "\n  ".join(errors[:20]), EXIT_TOOL)
+
+    # 4. Resource estimate.
+    if estimate:
+        t0 = time.perf_counter()
+        log("Yosys synth_xilinx -family xcup (minutes for the default config) …")
+        try:
+            est = yosys_estimate(files["rtlil"], out / "yosys.log", top=CORE_NAME)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise BuildError(f"Yosys failed ({e}); see {out / 'yosys.log'}", EXIT_TOOL) from e
+        result.seconds["estimate"] = time.perf_counter() - t0
+        bad = over_budget(est, XCZU7EV)
+        result.estimate, result.fits = est, not bad
+        table = resource_table(est, XCZU7EV)
+        head = (f"Resource estimate, Yosys synth_xilinx -family xcup, {TOP_NAME} "
+                f"(array {cfg.array_rows}x{cfg.array_cols}, {cfg.axi_masters} x "
+                f"{cfg.axi_data_width}-bit AXI, {cfg.clock_mhz:g} MHz target), "
+                f"{result.seconds['estimate']:.0f} s:")
+        verdict = ("fits the XCZU7EV" if not bad else
+                   f"DOES NOT FIT the XCZU7EV: {', '.join(bad)} over")
+        files["resources_txt"] = out / "resources.txt"
+        files["resources_txt"].write_text(f"{head}\n\n{table}\n\n{verdict}\n")
+        files["resources_json"] = out / "resources.json"
+        files["resources_json"].write_text(json.dumps(
+            {"tool": "yosys synth_xilinx -family xcup", "device": "XCZU7EV",
+             "available": XCZU7EV, "used": est, "fits": not bad, "over": bad,
+             "config": dataclasses.asdict(cfg)}, indent=2) + "\n")
+        log(f"{head}\n{table}\n{verdict}")
+        if bad and not allow_overfull:
+            raise BuildError(
+                f"the design does not fit the XCZU7EV ({', '.join(f'{k} {est[k]:,} > {XCZU7EV[k]:,}' for k in bad)}); "
+                f"see {files['resources_txt']}. Use a smaller --config, or --allow-overfull to "
+                "write and run the project anyway", EXIT_NO_FIT)
+    else:
+        log("resource estimate skipped (--no-estimate): the fit check did not run")
+
+    # 5. Vivado.
+    result.seconds["total_before_vivado"] = time.perf_counter() - t_all
+    vivado_exe = shutil.which("vivado")
+    abs_out = out.resolve()
+    how = (f"    cd {shlex.quote(str(abs_out))} && ./build.sh\n"
+           f"(or: vivado -mode batch -source build.tcl -tclargs <jobs>; for the GUI: "
+           f"vivado -source create_project.tcl)")
+    if vivado and vivado_exe:
+        log(f"Vivado found ({vivado_exe}): running build.sh (log: {abs_out / 'vivado.log'})")
+        env = dict(os.environ)
+        if jobs:
+            env["JOBS"] = str(jobs)
+        t0 = time.perf_counter()
+        res = subprocess.run(["sh", "build.sh"], cwd=abs_out, env=env)
+        result.seconds["vivado"] = time.perf_counter() - t0
+        result.vivado_ran = True
+        if res.returncode:
+            raise BuildError(f"Vivado failed (exit {res.returncode}); see "
+                             f"{abs_out / 'vivado.log'}. To rerun:\n{how}", EXIT_VIVADO)
+        log(f"bitstream: {abs_out / 'm3vit_zcu104.bit'}, PYNQ handoff: "
+            f"{abs_out / 'm3vit_zcu104.hwh'}, hardware platform: {abs_out / 'm3vit_zcu104.xsa'}")
+    elif vivado:
+        log("Vivado is not on PATH: the project is written but not built. On a machine with "
+            "Vivado 2020.2 or newer (source its settings64.sh), copy this folder there if "
+            f"needed and run:\n{how}")
+    else:
+        log(f"Vivado not run (--no-vivado). To build the bitstream:\n{how}")
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m platform.build",
+        description="Build the M3ViT accelerator for a board: Verilog, XDC, Vivado Tcl project "
+                    "with the Zynq UltraScale+ PS, Verilator lint, Yosys resource estimate; runs "
+                    "Vivado when it is on PATH.",
+        epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
+    ap.add_argument("board", choices=BOARDS, help="target board")
+    ap.add_argument("--config", default="default", choices=sorted(CONFIGS),
+                    help="accelerator configuration: a preset of rtl.config.CONFIGS "
+                         "(default: %(default)s)")
+    ap.add_argument("--clock-mhz", type=float, default=None,
+                    help="PL clock pl_clk0 in MHz (default: the config's clock_mhz)")
+    ap.add_argument("--out", default=None, help="output folder (default: build/<board>)")
+    ap.add_argument("--no-estimate", action="store_true",
+                    help="skip the Yosys resource estimate (and so the fit check)")
+    ap.add_argument("--allow-overfull", action="store_true",
+                    help="continue when the estimate exceeds the device")
+    ap.add_argument("--no-lint", action="store_true", help="skip the Verilator lint")
+    ap.add_argument("--no-vivado", action="store_true",
+                    help="only write the project, even if vivado is on PATH")
+    ap.add_argument("--jobs", type=int, default=None, help="Vivado parallel runs")
+    ap.add_argument("--accelerator", default=DEFAULT_ACCELERATOR, metavar="MODULE:CLASS",
+                    help="top-level component to build (default: %(default)s)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (see :data:`EXIT_CODES`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    cfg = CONFIGS[args.config]
+    if args.clock_mhz is not None:
+        cfg = cfg.replace(clock_mhz=args.clock_mhz)
+    out = Path(args.out) if args.out else Path("build") / args.board
+    command = " ".join(["python -m platform.build"] + [shlex.quote(a) for a in argv])
+    t0 = time.perf_counter()
+    try:
+        build(cfg, out, board=args.board, accelerator_name=args.accelerator,
+              lint=not args.no_lint, estimate=not args.no_estimate,
+              allow_overfull=args.allow_overfull, vivado=not args.no_vivado, jobs=args.jobs,
+              command=command)
+    except BuildError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""The whole accelerator: registers, sequencer, DDR load engine and compute datapath.
+
+Ports (what the board top connects): ``csr`` (AXI4-Lite subordinate, the register map of
+:mod:`rtl.registers`), ``m_axi0`` (AXI4 manager: reads — program, weights, input — and, with one
+master, also the output writes), ``m_axi1`` when ``cfg.axi_masters == 2`` (output writes), ``irq``
+(level: ``CONTROL.irq_enable & (STATUS.done | STATUS.error)``) and ``trace`` (the program counter
+of every issued instruction, for simulation reports; leave unconnected on a board).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import axi4_from_config, axi4_lite_from_config
+from .compute import Compute, memory_words
+from .config import AccelConfig
+from .csr import CSR
+from .isa import Dest
+from .layernorm import GAMMA_WIDTH
+from .loader import Loader, LoadTarget
+from .sequencer import Sequencer
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """M³ViT accelerator top level, parametric through one :class:`AccelConfig`.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Attributes
+    ----------
+    csr : In(AXI4-Lite)
+    m_axi0, m_axi1 : Out(AXI4) (``m_axi1`` only with two masters)
+    irq : Out(1)
+    trace : Out(stream) of the issued instruction's index (always accepted)
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"expected an AccelConfig, not {cfg!r}")
+        if cfg.axi_masters not in (1, 2):
+            raise ValueError(f"axi_masters must be 1 or 2, got {cfg.axi_masters}")
+        if cfg.experts > cfg.array_cols:
+            raise ValueError(f"experts ({cfg.experts}) must be <= array_cols ({cfg.array_cols})")
+        self.cfg = cfg
+        self.words = memory_words(cfg)
+        words = self.words
+        C = cfg.array_cols
+
+        def w(n):
+            return max(1, (n - 1).bit_length())
+        self.csr_block = CSR(cfg)
+        tn_width = w(-(-cfg.max_n // C))
+        self.loader = Loader(cfg, {
+            Dest.B.value: w(words["b"]), Dest.CONST.value: w(words["const"]),
+            Dest.ACT.value: w(words["act"]), Dest.LNP.value: w(words["lnp"]),
+            Dest.RES.value: w(cfg.max_tokens), LoadTarget.IMEM: w(cfg.imem_words)},
+            m_width=w(cfg.max_tokens), tn_width=tn_width, gamma_width=GAMMA_WIDTH,
+            beta_width=48)
+        ld = self.loader
+        loader_ports = {name: ld.signature.members[name].signature
+                        for name in ("b_wr", "act_wr", "const_wr", "lnp_wr", "res_row")}
+        self.compute = Compute(cfg, loader_ports)
+        self.sequencer = Sequencer(cfg, {
+            "act": words["act"], "b": words["b"], "const": words["const"],
+            "lnp": words["lnp"], "score_rows": words["score_rows"]})
+        members = {"csr": In(axi4_lite_from_config(cfg)),
+                   "m_axi0": Out(axi4_from_config(cfg)),
+                   "irq": Out(1),
+                   "trace": Out(stream.Signature(16))}
+        if cfg.axi_masters == 2:
+            members["m_axi1"] = Out(axi4_from_config(cfg))
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.csr = csr = self.csr_block
+        wiring.connect(m, wiring.flipped(self.csr), csr.bus)
+        m.d.comb += self.irq.eq(csr.irq)
+
+        # The datapath restarts on CONTROL.soft_reset; the registers keep their values.
+        soft = csr.control_soft_reset
+        seq, ld, cp = self.sequencer, self.loader, self.compute
+        m.submodules.sequencer = ResetInserter(soft)(seq)
+        m.submodules.loader = ResetInserter(soft)(ld)
+        m.submodules.compute = ResetInserter(soft)(cp)
+
+        hi = cfg.axi_addr_width - 32
+        def addr(lo, hi_sig):
+            return lo if hi <= 0 else (hi_sig[:hi] << 32) | lo
+        m.d.comb += [
+            seq.start.eq(csr.control_start),
+            seq.program_base.eq(addr(csr.program_base_lo_addr, csr.program_base_hi_addr)),
+            seq.data_base.eq(addr(csr.data_base_lo_addr, csr.data_base_hi_addr)),
+            seq.input_base.eq(addr(csr.input_base_lo_addr, csr.input_base_hi_addr)),
+            seq.output_base.eq(addr(csr.output_base_lo_addr, csr.output_base_hi_addr)),
+            seq.program_len.eq(csr.program_len_words),
+            seq.task.eq(csr.task_id_task),
+            csr.status_busy.eq(seq.busy),
+            csr.status_done_set.eq(seq.done),
+            csr.status_error_set.eq(seq.error),
+            csr.status_error_code.eq(seq.error_code),
+        ]
+        # sequencer ↔ loader ↔ compute
+        wiring.connect(m, seq.load, ld.cmd)
+        wiring.connect(m, seq.compute, cp.cmd)
+        wiring.connect(m, ld.imem_wr, seq.imem_wr)
+        for name in ("b_wr", "act_wr", "const_wr", "lnp_wr", "res_row"):
+            wiring.connect(m, getattr(ld, name), getattr(cp, name))
+        m.d.comb += [
+            cp.loader_busy.eq(ld.busy),
+            seq.compute_busy.eq(cp.busy), seq.loader_busy.eq(ld.busy),
+            seq.loader_error.eq(ld.error), seq.write_error.eq(cp.write_error),
+            seq.unit_error.eq(cp.unit_error),
+            seq.ne_count.eq(cp.ne_count), seq.ne_expert.eq(cp.ne_expert),
+            seq.ne_length.eq(cp.ne_length),
+            ld.clear_error.eq(csr.control_start),
+        ]
+        wiring.connect(m, seq.trace, wiring.flipped(self.trace))
+
+        # AXI ports: reads on m_axi0; writes on m_axi1 (two masters) or m_axi0.
+        rd_port = self.m_axi0
+        wr_port = self.m_axi1 if cfg.axi_masters == 2 else self.m_axi0
+        wiring.connect(m, ld.axi.ar, wiring.flipped(rd_port.ar))
+        wiring.connect(m, ld.axi.r, wiring.flipped(rd_port.r))
+        wiring.connect(m, cp.axi.aw, wiring.flipped(wr_port.aw))
+        wiring.connect(m, cp.axi.w, wiring.flipped(wr_port.w))
+        wiring.connect(m, cp.axi.b, wiring.flipped(wr_port.b))
+        if cfg.axi_masters == 2:
+            m.d.comb += [self.m_axi0.aw.valid.eq(0), self.m_axi0.w.valid.eq(0),
+                         self.m_axi0.b.ready.eq(1), self.m_axi1.ar.valid.eq(0),
+                         self.m_axi1.r.ready.eq(1)]
+
+        # performance counters
+        nb = cfg.axi_bytes
+        rbytes = Signal(range(nb + 1))
+        wbytes = Signal(range(nb + 1))
+        m.d.comb += [
+            rbytes.eq(Mux(rd_port.r.valid & rd_port.r.ready, nb, 0)),
+            wbytes.eq(Mux(wr_port.w.valid & wr_port.w.ready, nb, 0)),
+            csr.perf_cycles_inc.eq(1),
+            csr.perf_busy_cycles_inc.eq(seq.busy),
+            csr.perf_bytes_moved_inc.eq(rbytes + wbytes),
+            csr.perf_read_bytes_inc.eq(rbytes),
+            csr.perf_write_bytes_inc.eq(wbytes),
+            csr.perf_stall_cycles_inc.eq(seq.stall),
+            csr.perf_matmul_cycles_inc.eq(cp.matmul_busy),
+            csr.perf_layernorm_cycles_inc.eq(cp.layernorm_busy),
+            csr.perf_softmax_cycles_inc.eq(cp.softmax_busy),
+            csr.perf_router_cycles_inc.eq(cp.router_busy),
+            csr.perf_mover_cycles_inc.eq(cp.mover_busy),
+            csr.perf_loader_cycles_inc.eq(ld.busy),
+            csr.perf_instructions_inc.eq(seq.trace.valid),
+        ]
+        return m
+
+

@@ -1,0 +1,52 @@
+"""Integer models for simulation and compilation, built once and cached.
+
+``nano`` uses the shipped trained checkpoint; configs without a checkpoint use seeded random
+weights (what matters for the hardware is that every bit agrees, not accuracy). Calibration uses
+the training scenes, as ``python -m golden.quant quantize`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from golden.quant.model import IntM3ViT
+
+__all__ = ["int_model_for", "cache_dir"]
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("M3VIT_CACHE", Path.home() / ".cache" / "m3vit-models"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def int_model_for(config: str, *, calib: int = 8, seed: int = 0) -> IntM3ViT:
+    """The integer model of ``config`` (cached under :func:`cache_dir`)."""
+    import torch
+
+    from golden.checkpoint import DEFAULT_CHECKPOINTS, load_model
+    from golden.config import get_config
+    from golden.data import SceneDataset
+    from golden.eval import TRAIN_SEED
+    from golden.model import M3ViT
+    from golden.quant.ptq import quantize_model
+
+    trained = config in DEFAULT_CHECKPOINTS
+    path = cache_dir() / f"{config}-{'trained' if trained else f'random{seed}'}-c{calib}.npz"
+    if path.is_file():
+        try:
+            return IntM3ViT.load(path)
+        except ValueError:
+            path.unlink()
+    if trained:
+        model = load_model(DEFAULT_CHECKPOINTS[config])
+    else:
+        torch.manual_seed(seed)
+        model = M3ViT(get_config(config)).eval()
+    images, _ = SceneDataset(calib, TRAIN_SEED, model.cfg.img_size).tensors()
+    int_model = quantize_model(model, images)
+    tmp = path.with_suffix(".tmp.npz")
+    int_model.save(tmp)
+    tmp.replace(path)
+    return int_model
