@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 from firmware.image import ModelImage
-from golden.quant import ops
 from golden.quant.model import IntLinear, IntM3ViT, IntMlp, Requant
 from golden.quant.ptq import LN_GAMMA_FRAC
 

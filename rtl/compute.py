@@ -27,14 +27,13 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.quant import ops
 from golden.quant.ptq import LN_GAMMA_FRAC
 
 from .axi import axi4_from_config
 from .config import AccelConfig
 from .dma import DMAWriter
 from .isa import Dest, Op, OutDest
-from .layernorm import GAMMA_WIDTH, LayerNorm
+from .layernorm import LayerNorm
 from .router import Router
 from .sequencer import compute_cmd_layout
 from .softmax import Softmax

@@ -106,7 +106,6 @@ class Loader(wiring.Component):
         self.addr_width = max(addr_widths.values())
         self.addr_widths = addr_widths
         self.reader = DMAReader(cfg)
-        aw = self.addr_width
         lanes = cfg.ln_lanes
         super().__init__({
             "cmd": In(stream.Signature(data.StructLayout({

@@ -9,7 +9,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AccelConfig
-from .isa import INSTR_BITS, MAX_TASKS, Base, Dest, Op, OutDest, Unit, instr_layout
+from .isa import INSTR_BITS, MAX_TASKS, Base, Dest, Op, OutDest, instr_layout
 from .loader import LoadTarget
 
 __all__ = ["Sequencer", "ErrorCode", "compute_cmd_layout"]
