@@ -262,6 +262,10 @@ class Sequencer(wiring.Component):
             with m.Case(_S.ISSUE):
                 advance = Signal()
                 m.d.comb += self.trace.valid.eq(advance)
+
+                def dispatch():
+                    """Hand the instruction to the compute datapath; advance once accepted."""
+                    m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
                 with m.If(advance):
                     m.d.sync += [pc.eq(pc + 1), state.eq(_S.READ)]
                 with m.Switch(op):
@@ -295,27 +299,16 @@ class Sequencer(wiring.Component):
                         with m.Elif(mm_range):
                             fail(ErrorCode.ONCHIP_RANGE)
                         with m.Else():
-                            m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
-                    with m.Case(Op.BLOAD):
-                        with m.If(bl_range):
-                            fail(ErrorCode.ONCHIP_RANGE)
-                        with m.Else():
-                            m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
-                    with m.Case(Op.LAYERNORM):
-                        with m.If(ln_bad):
-                            fail(ErrorCode.MALFORMED)
-                        with m.Else():
-                            m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
-                    with m.Case(Op.SOFTMAX):
-                        with m.If(sm_bad):
-                            fail(ErrorCode.MALFORMED)
-                        with m.Else():
-                            m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
-                    with m.Case(Op.LANES):
-                        with m.If(la_bad):
-                            fail(ErrorCode.MALFORMED)
-                        with m.Else():
-                            m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
+                            dispatch()
+                    for case, bad, reason in ((Op.BLOAD, bl_range, ErrorCode.ONCHIP_RANGE),
+                                              (Op.LAYERNORM, ln_bad, ErrorCode.MALFORMED),
+                                              (Op.SOFTMAX, sm_bad, ErrorCode.MALFORMED),
+                                              (Op.LANES, la_bad, ErrorCode.MALFORMED)):
+                        with m.Case(case):
+                            with m.If(bad):
+                                fail(reason)
+                            with m.Else():
+                                dispatch()
                     with m.Case(Op.WAIT):
                         wait_l = a.wait.mask[0] & (self.loader_busy | self.load.valid)
                         wait_c = a.wait.mask[1] & (self.compute_busy | self.compute.valid)
