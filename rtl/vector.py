@@ -41,7 +41,7 @@ class Aux(enum.Enum, shape=3):
     """State-memory operations that use the lanes without a matrix multiply (the input row's
     ``m``/``tn`` address the row; its accumulators are ignored except by ``RES_SET``)."""
     NONE = 0
-    RES_SET = 1       # residual[m] = value (after the requantisation stages): loading the stream
+    RES_SET = 1       # residual[m] = value requantised by constant row const_base (every tn)
     RES_READ = 2      # emit residual[m] (feeding LayerNorm)
     ACC_COMMIT = 3    # residual[m] = sat16(residual[m] + moe_acc[m]); moe_acc[m] = 0
     ACC_CLEAR = 4     # moe_acc[m] = 0
@@ -185,7 +185,9 @@ class VectorLanes(wiring.Component):
         # stage 0 → 1: latch the accumulators, read constants and the queue entry
         const_rd = self.constants.read_port(transparent_for=())
         queue_rd = self.queue.read_port(transparent_for=())
-        m.d.comb += [const_rd.addr.eq(mode.const_base + self.i.payload.tn), const_rd.en.eq(en),
+        # RES_SET rows share one constant row (the loader's identity requantisation) for every tn.
+        const_tn = Mux(mode.aux == Aux.RES_SET, 0, self.i.payload.tn)
+        m.d.comb += [const_rd.addr.eq(mode.const_base + const_tn), const_rd.en.eq(en),
                      queue_rd.addr.eq(self.i.payload.m), queue_rd.en.eq(en)]
         acc1 = stage_reg(signed(32), 1, "acc")
         with m.If(en):

@@ -217,6 +217,9 @@ class AmaranthBench(Bench):
                 except StopIteration as stop:
                     self._result = stop.value
                     break
+                except Exception as exc:    # SimTimeout, model assertions: raised by run()
+                    self._result = exc
+                    break
                 await ctx.tick()
             self._segment = None
             self.cycle += 1       # the edge below ends the segment's last cycle
@@ -228,7 +231,23 @@ class AmaranthBench(Bench):
         self._segment, self._result = (until, max_cycles), None
         while self._result is None:
             self.sim.advance()
+        if isinstance(self._result, Exception):
+            raise self._result
         return self._result
+
+    def probe(self, path: str) -> str:
+        """Make an internal signal readable by ``io.get(path)``: ``path`` is the dotted
+        hierarchical name below the top (``"compute.tiler.busy"``), for debugging models."""
+        *scope, name = path.split(".")
+        design = self.sim._engine._design
+        for info in design.fragments.values():
+            if list(info.name[1:]) != scope:
+                continue
+            for signal, sname in info.signal_names.items():
+                if sname == name:
+                    self.signals[path] = signal
+                    return path
+        raise KeyError(f"no signal {path!r} in the design")
 
     def close(self) -> None:
         """Finish the VCD file, if any."""

@@ -251,4 +251,10 @@ class VerilatorBench(Bench):
                 self.io.tick()
                 self.cycle += 1
                 return stop.value
+            except Exception:
+                # The failing cycle's models have sampled: finish it with its clock edge so a
+                # later run() continues with the next cycle instead of sampling this one twice.
+                self.io.tick()
+                self.cycle += 1
+                raise
             self.io.tick()
