@@ -410,7 +410,7 @@ class _Compiler:
             else:
                 a_addr, a_stride = self.act_x, dw
             k = last.weight.shape[0]
-            n_chunk = min(self.b_half // k, self.c_half * C, cfg.max_n) // C * C
+            n_chunk = min(self.b_half // k * C, self.c_half * C, cfg.max_n) // C * C
             if n_chunk < C:
                 raise CompileError(f"head {t}: K={k} leaves no room for a {C}-column chunk")
             chunk_mats = [(n0, self.matrix(last, slice(n0, min(width, n0 + n_chunk))))

@@ -40,7 +40,7 @@ def _budget_s(image) -> float:
     return max(cycles, 2_000_000) / (cfg["clock_mhz"] * 1e6)
 
 
-@pytest.mark.slow  # fails today: the RTL stalls in block 0's MLP prefetch (issue 7, open)
+
 def test_cli_nano_two_tasks_equal_integer_reference(nano, tmp_path, capsys):
     from firmware.cli import main
     from golden.data import render_scene
