@@ -174,3 +174,40 @@ def decode(word: bytes) -> tuple[Op, dict]:
             raw = shape(raw)
         out[name] = raw
     return op, out
+
+
+def fields_markdown() -> str:
+    """The bit layout of every instruction as Markdown tables (``docs/program.md`` embeds it)."""
+    lines = []
+    for op in Op:
+        lines += [f"### `{op.name}` (op = {op.value})", ""]
+        layout = args_layout(op) if _LAYOUTS[op] else None
+        if layout is None:
+            lines += ["No operands.", ""]
+            continue
+        lines += ["| field | bits | width | type |", "|---|---|---|---|"]
+        for name, field in layout:
+            shape = field.shape
+            if isinstance(shape, data.ArrayLayout):
+                kind = f"{shape.length} × u{shape.elem_shape.width}"
+            elif isinstance(shape, type) and issubclass(shape, enum.Enum):
+                kind = f"`{shape.__name__}`"
+            else:
+                kind = f"u{field.width}"
+            lo = 8 + field.offset
+            lines.append(f"| `{name}` | {lo + field.width - 1}:{lo} | {field.width} | {kind} |")
+        lines.append("")
+    for enum_cls in (Dest, OutDest, Base):
+        lines.append(f"`{enum_cls.__name__}`: " +
+                     ", ".join(f"{m.name} = {m.value}" for m in enum_cls) + ".  ")
+    lines.append("`WAIT.mask` bits: " + ", ".join(f"{u.name} = {u.value}" for u in Unit) + ".")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m rtl.isa",
+                                 description="Print the instruction bit layouts.")
+    ap.add_argument("--markdown", action="store_true", help="Markdown tables (the default)")
+    ap.parse_args()
+    print(fields_markdown(), end="")

@@ -1,0 +1,223 @@
+"""Cycle report of whole frames on the simulated accelerator (the issue-7 report).
+
+    python benchmarks/frame_report.py                       # tiny on the default ZCU104 config,
+                                                            # both tasks, Verilator
+    python benchmarks/frame_report.py --config nano         # nano on its 4x4 config (~1 min)
+    python benchmarks/frame_report.py --json out/report.json
+
+For each task (run back to back on the same random image, through the firmware driver) it checks
+the output against the integer reference bit for bit and prints: cycles per layer (sequencer
+timeline: from a layer's first instruction issue to the next layer's), cycles per unit (the
+performance counters), matrix-engine utilisation (useful MACs / (cycles x R x C), expert MACs from
+the reference's routing), DDR bytes, weight-stall cycles, the gap between frames (task switch),
+the on-chip memory of this design beside a naive one that keeps every expert of a MoE layer on
+chip, and the frame time at --clock-mhz beside published ZCU102 accelerators. The first Verilator
+build of the default config takes ~20 min (cached afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from firmware.backends.sim import SIM_DDR_BASE, SimBackend  # noqa: E402
+from firmware.driver import Accelerator as Driver  # noqa: E402
+from rtl.config import CONFIGS  # noqa: E402
+
+# Published single-frame latencies of M3ViT-class accelerators on the ZCU102 (ms).
+ANCHORS_MS = {"Edge-MoE": 34.64, "UbiMoE": 25.76, "CoQMoE": 6.47}
+UNIT_COUNTERS = ["MATMUL", "ROUTER", "LAYERNORM", "SOFTMAX", "MOVER", "LOADER"]
+
+
+def layer_of(note: str) -> str:
+    """Report row of an instruction, from its compiler note: ``blockN.attention`` (LN1 to proj),
+    ``blockN.ffn`` (LN2, dense MLP or gate + experts, the next block's prefetch), ``embed``,
+    ``head``."""
+    parts = note.split("->")[0].split(".")
+    if parts[0].startswith("block"):
+        attention = len(parts) > 1 and parts[1] in ("ln1", "qkv", "attn", "proj") or \
+            len(parts) > 1 and parts[1].startswith("head")
+        return f"{parts[0]}.{'attention' if attention else 'ffn'}"
+    if parts[0].startswith("head"):
+        return "head"
+    return parts[0]
+
+
+def on_chip_memories(cfg) -> list[tuple[str, int]]:
+    """``[(path, bytes)]`` of every memory in the elaborated accelerator."""
+    from amaranth.hdl import Fragment, Shape
+    from amaranth.hdl._mem import MemoryInstance
+
+    from rtl.accelerator import Accelerator
+
+    out = []
+
+    def walk(frag, path):
+        if isinstance(frag, MemoryInstance):
+            out.append((".".join(path), Shape.cast(frag._data.shape).width * frag._data.depth // 8))
+        for sub, name, _ in frag.subfragments:
+            walk(sub, path + [str(name)])
+    walk(Fragment.get(Accelerator(cfg), None), [])
+    return out
+
+
+def expert_macs(model, pixels, task: str) -> int:
+    """Useful MACs of the MoE experts in one frame (from the reference's routing)."""
+    _, routings = model.infer(pixels, task, return_routing=True)
+    d, h = model.cfg.dim, model.cfg.expert_hidden
+    return sum(int(r.load(model.cfg.experts).sum()) * 2 * d * h for r in routings)
+
+
+def run(args) -> dict:
+    from rtl.compiler import compile_model
+    from rtl.sim.accel_sim import AcceleratorSim
+    from rtl.sim.models import int_model_for
+
+    model = int_model_for(args.config)
+    accel_name = args.accel or (args.config if args.config in CONFIGS else "default")
+    cfg = CONFIGS[accel_name]
+    compiled = compile_model(model, cfg)
+    image = compiled.image
+    names = [line.split()[1] for line in compiled.listing]
+    ddr_bytes = 1 << max(22, math.ceil(math.log2(len(image.data) + len(image.program) + (8 << 20))))
+    t0 = time.time()
+    print(f"building the {args.sim} model of accelerator config '{accel_name}' "
+          f"(cached after the first build) ...", flush=True)
+    sim = AcceleratorSim(cfg, backend=args.sim, ddr_base=SIM_DDR_BASE, ddr_bytes=ddr_bytes)
+    backend = SimBackend(cfg, simulator=args.sim, ddr_base=SIM_DDR_BASE, ddr_bytes=ddr_bytes,
+                         sim=sim)
+    driver = Driver(backend, cfg, timeout=1.0, progress=not args.no_progress).open()
+    driver.load(image)
+    build_s = time.time() - t0
+    h, w = model.cfg.img_size
+    pixels = np.random.default_rng(args.seed).integers(0, 256, (3, h, w), dtype=np.uint8)
+    tasks = args.task or list(model.cfg.task_names)
+    R, C = cfg.array_rows, cfg.array_cols
+
+    report = {"model": args.config, "accel": accel_name, "simulator": args.sim,
+              "array": [R, C], "clock_mhz_report": args.clock_mhz,
+              "build_or_load_s": round(build_s, 1), "frames": []}
+    prev_done = None
+    for task in tasks:
+        first_event = len(sim.trace.events)
+        t = time.time()
+        f = driver.run_frame(pixels, task)
+        wall = time.time() - t
+        want = model.infer(pixels, task)
+        exact = bool(np.array_equal(f.output, want))
+        events = sim.trace.events[first_event:]
+        layers: OrderedDict[str, int] = OrderedDict()
+        static_macs = 0
+        for i, (cycle, pc) in enumerate(events):
+            end = events[i + 1][0] if i + 1 < len(events) else f.done_cycle
+            key = layer_of(names[pc])
+            layers[key] = layers.get(key, 0) + (end - cycle)
+            static_macs += max(0, compiled.macs[pc])
+        macs = static_macs + expert_macs(model, pixels, task)
+        ctr = f.counters
+        busy = ctr["PERF_BUSY_CYCLES"]
+        frame = {
+            "task": task, "bit_exact": exact, "cycles": busy,
+            "gap_after_previous_frame": None if prev_done is None else f.start_cycle - prev_done,
+            "layers": layers,
+            "units": {u.lower(): ctr[f"PERF_{u}_CYCLES"] for u in UNIT_COUNTERS},
+            "macs": macs,
+            "utilisation_frame": macs / (busy * R * C),
+            "utilisation_matmul_busy": macs / max(1, (ctr["PERF_MATMUL_CYCLES"] +
+                                                       ctr["PERF_ROUTER_CYCLES"]) * R * C),
+            "ddr_read_bytes": ctr["PERF_READ_BYTES"], "ddr_write_bytes": ctr["PERF_WRITE_BYTES"],
+            "weight_stall_cycles": ctr["PERF_STALL_CYCLES"],
+            "instructions": ctr["PERF_INSTRUCTIONS"],
+            "frame_ms_at_clock": busy / (args.clock_mhz * 1e3),
+            "ddr_floor_ms": ctr["PERF_READ_BYTES"] / (cfg.axi_bytes * args.clock_mhz * 1e3),
+            "sim_wall_s": round(wall, 1), "sim_cycles_per_s": round(busy / wall),
+        }
+        report["frames"].append(frame)
+        prev_done = f.done_cycle
+
+    mems = on_chip_memories(cfg)
+    ours = sum(b for _, b in mems)
+    b_buffer = sum(b for p, b in mems if re.search(r"\.b_bank_\d+$", p))
+    scratch = b_buffer - 2 * cfg.weight_buffer_bytes
+    expert_bytes = 2 * model.cfg.dim * model.cfg.expert_hidden
+    naive = ours - b_buffer + scratch + model.cfg.experts * expert_bytes
+    report["memory"] = {"on_chip_bytes": ours, "weight_double_buffer_bytes": 2 * cfg.weight_buffer_bytes,
+                        "naive_all_experts_bytes": naive, "ratio": naive / ours,
+                        "largest": sorted(mems, key=lambda x: -x[1])[:8]}
+    return report
+
+
+def print_report(r: dict) -> None:
+    R, C = r["array"]
+    print(f"\n{r['model']} on accelerator '{r['accel']}' ({R}x{C} array), {r['simulator']}")
+    frames = r["frames"]
+    print("\ncycles per layer (sequencer timeline)")
+    keys = list(OrderedDict.fromkeys(k for f in frames for k in f["layers"]))
+    print(f"{'layer':<20}" + "".join(f"{f['task']:>14}" for f in frames))
+    for k in keys:
+        print(f"{k:<20}" + "".join(f"{f['layers'].get(k, 0):>14,}" for f in frames))
+    print(f"{'total':<20}" + "".join(f"{f['cycles']:>14,}" for f in frames))
+    print("\ncycles per unit (performance counters; units overlap)")
+    for u in frames[0]["units"]:
+        print(f"{u:<20}" + "".join(f"{f['units'][u]:>10,} {100 * f['units'][u] / f['cycles']:3.0f}%"
+                                   for f in frames))
+    rows = [("bit-exact vs integer reference", lambda f: "yes" if f["bit_exact"] else "NO"),
+            ("useful MACs", lambda f: f"{f['macs']:,}"),
+            ("utilisation (frame)", lambda f: f"{100 * f['utilisation_frame']:.1f} %"),
+            ("utilisation (matmul busy)", lambda f: f"{100 * f['utilisation_matmul_busy']:.1f} %"),
+            ("DDR read bytes", lambda f: f"{f['ddr_read_bytes']:,}"),
+            ("DDR write bytes", lambda f: f"{f['ddr_write_bytes']:,}"),
+            ("weight-stall cycles", lambda f: f"{f['weight_stall_cycles']:,}"),
+            ("instructions issued", lambda f: f"{f['instructions']:,}"),
+            ("cycles since previous frame", lambda f: "-" if f["gap_after_previous_frame"] is None
+             else f"{f['gap_after_previous_frame']:,} (register writes)"),
+            (f"frame time at {r['clock_mhz_report']:g} MHz",
+             lambda f: f"{f['frame_ms_at_clock']:.3f} ms"),
+            ("DDR read floor (1 port)", lambda f: f"{f['ddr_floor_ms']:.3f} ms"),
+            ("simulation", lambda f: f"{f['sim_wall_s']} s ({f['sim_cycles_per_s']:,} cycles/s)")]
+    print()
+    for name, fn in rows:
+        print(f"{name:<32}" + "".join(f"{fn(f):>28}" for f in frames))
+    print("\npublished ZCU102 frame times: " + ", ".join(f"{k} {v} ms" for k, v in ANCHORS_MS.items()))
+    m = r["memory"]
+    print(f"\non-chip memory: {m['on_chip_bytes']:,} bytes (weights: two {m['weight_double_buffer_bytes'] // 2:,}-byte"
+          f" halves, expert by expert); a design keeping every expert of a MoE layer on chip: "
+          f"{m['naive_all_experts_bytes']:,} bytes = {m['ratio']:.2f}x")
+    print("largest memories: " + ", ".join(f"{p} {b:,}" for p, b in m["largest"]))
+    print(f"\nmodel build/load: {r['build_or_load_s']} s")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="tiny", help="model config (default tiny)")
+    p.add_argument("--accel", choices=sorted(CONFIGS), help="accelerator config (default: the one "
+                   "named like the model, else 'default')")
+    p.add_argument("--sim", choices=["verilator", "amaranth"], default="verilator")
+    p.add_argument("--task", action="append", help="task (repeat; default: every task)")
+    p.add_argument("--seed", type=int, default=1, help="random input image seed")
+    p.add_argument("--clock-mhz", type=float, default=300.0,
+                   help="clock for the reported frame time (default 300)")
+    p.add_argument("--json", type=Path, help="also write the report as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    report = run(args)
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0 if all(f["bit_exact"] for f in report["frames"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
