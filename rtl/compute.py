@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -142,6 +142,9 @@ class Compute(wiring.Component):
                                    depth=self.words["score"], init=[])
         entry = data.StructLayout({"token": unsigned(len(row.m)), "prob": unsigned(16)})
         self.queue = memory.Memory(shape=entry, depth=self.words["queue"], init=[])
+        for mem in (self.act, self.score, self.queue, self.lanes.residual, self.lanes.moe_acc,
+                    self.lanes.constants):
+            cfg.mark_memory(mem)
         E = cfg.experts
         super().__init__({
             "cmd": In(stream.Signature(compute_cmd_layout(cfg))),
@@ -275,23 +278,31 @@ class Compute(wiring.Component):
 
         # ---- B-mover: ACT → B banks (values direct, keys transposed)
         bl = a.bload
-        bm_row = Signal(range(4096))
+        bm_row = Signal(range(4096 + C))
         bm_word = Signal(8)
-        bm_byte = Signal(range(C))
+        bm_byte = Signal(range(C + 1))
         bm_row_addr = Signal(24)
         bm_have = Signal()
-        bm_waddr = Signal(24)        # direct: b_offset + word*rows + row; transposed: see below
-        bm_tbase = Signal(24)        # transposed: b_offset + (row // C) * words * C
-        bm_bank = Signal(range(C))
+        bm_waddr = Signal(24)        # direct: b_offset + word*rows + row
+        bm_tbase = Signal(24)        # transposed: b_offset + (first token // C) * words * C
+        # Transposed (keys): C tokens at a time — read their C words (one per token), then write
+        # byte b of every token into bank (token mod C) at once: 2C cycles per C×C block.
+        tp_buf = [Signal(data.ArrayLayout(unsigned(8), C), name=f"tp_buf_{j}") for j in range(C)]
+        tp_write = Signal()          # block phase: 0 reading the tokens' words, 1 writing bytes
+        tp_rd_addr = Signal(24)      # ACT address of the next token's word to read
+        tp_have = Signal()           # a read was issued last cycle: its word is on act_rd.data
+        tp_have_i = Signal(range(C))
+        tp_left = Signal(13)         # tokens of the block still to come (mask of valid banks)
+        m.d.comb += tp_left.eq(bl.rows - bm_row)
         mover_b = Signal()           # the B-mover writes this cycle (wins over the loader)
         bword = tiler.b_word.payload
         with m.If(mover_b):
             m.d.comb += tiler.b_word.valid.eq(1)
             with m.If(bl.transpose):
-                m.d.comb += [bword.addr.eq(bm_tbase + bm_word * C + bm_byte),
-                             bword.mask.eq(Const(1, C) << bm_bank)]
+                m.d.comb += bword.addr.eq(bm_tbase + bm_word * C + bm_byte)
                 for j in range(C):
-                    m.d.comb += bword.data[j].eq(act_rd.data[bm_byte])
+                    m.d.comb += [bword.mask[j].eq(tp_left > j),
+                                 bword.data[j].eq(tp_buf[j][bm_byte])]
             with m.Else():
                 m.d.comb += [bword.addr.eq(bm_waddr), bword.mask.eq((1 << C) - 1)]
                 for j in range(C):
@@ -510,8 +521,9 @@ class Compute(wiring.Component):
                         al_sub.eq(0), al_phase.eq(0), al_lin_addr.eq(na.matmul.a_addr),
                         # B-mover
                         bm_row.eq(0), bm_word.eq(0), bm_byte.eq(0), bm_have.eq(0),
-                        bm_row_addr.eq(na.bload.src), bm_bank.eq(0), bm_tbase.eq(new.b_offset),
-                        bm_waddr.eq(new.b_offset),
+                        bm_row_addr.eq(na.bload.src), bm_tbase.eq(new.b_offset),
+                        bm_waddr.eq(new.b_offset), tp_write.eq(0), tp_have.eq(0),
+                        tp_rd_addr.eq(na.bload.src),
                         # row generator, packer, softmax feeder
                         rg_row.eq(0), rg_tn.eq(0), pk_pos.eq(0), pk_w.eq(0), pk_row.eq(0),
                         pk_row_base.eq(0), sm_row.eq(0), sm_word.eq(0), sm_j.eq(0),
@@ -564,34 +576,52 @@ class Compute(wiring.Component):
                     m.d.sync += state.eq(_S.FINISH)
             with m.Case(_S.BMOVE):
                 m.d.comb += self.mover_busy.eq(1)
-                with m.If(~bm_have):
-                    m.d.comb += [act_rd.addr.eq(bm_row_addr + bm_word), act_rd.en.eq(1)]
-                    m.d.sync += [bm_have.eq(1), bm_byte.eq(0)]
-                    with m.If(bl.rows == 0):
-                        m.d.sync += state.eq(_S.FINISH)
-                with m.Else():
+                with m.If(bl.rows == 0):
+                    m.d.sync += state.eq(_S.FINISH)
+                with m.Elif(bl.transpose & ~tp_write):
+                    with m.If(tp_have):
+                        m.d.sync += Array(tp_buf)[tp_have_i].eq(act_rd.data)
+                    reading = (bm_byte < C) & (bm_byte < tp_left)
+                    with m.If(reading):
+                        m.d.comb += [act_rd.addr.eq(tp_rd_addr + bm_word), act_rd.en.eq(1)]
+                        m.d.sync += [tp_have.eq(1), tp_have_i.eq(bm_byte),
+                                     bm_byte.eq(bm_byte + 1),
+                                     tp_rd_addr.eq(tp_rd_addr + bl.stride)]
+                    with m.Else():
+                        m.d.sync += tp_have.eq(0)
+                        with m.If(~tp_have):
+                            m.d.sync += [tp_write.eq(1), bm_byte.eq(0)]
+                with m.Elif(bl.transpose):
                     m.d.comb += mover_b.eq(1)
-                    word_done = Signal()
-                    m.d.comb += word_done.eq(~bl.transpose | (bm_byte == C - 1))
-                    with m.If(~word_done):
+                    with m.If(bm_byte != C - 1):
                         m.d.sync += bm_byte.eq(bm_byte + 1)
                     with m.Else():
-                        m.d.sync += [bm_have.eq(0), bm_byte.eq(0)]
+                        m.d.sync += [tp_write.eq(0), bm_byte.eq(0)]
                         with m.If(bm_word + 1 < bl.words):
-                            m.d.sync += [bm_word.eq(bm_word + 1),
-                                         bm_waddr.eq(bm_waddr + bl.rows)]
+                            m.d.sync += [bm_word.eq(bm_word + 1), tp_rd_addr.eq(bm_row_addr)]
                         with m.Else():
-                            # next row: direct words restart at column 0 of the next token
-                            m.d.sync += [bm_word.eq(0), bm_row.eq(bm_row + 1),
-                                         bm_row_addr.eq(bm_row_addr + bl.stride),
-                                         bm_waddr.eq(cmd.b_offset + bm_row + 1)]
-                            with m.If(bm_bank == C - 1):
-                                m.d.sync += [bm_bank.eq(0),
-                                             bm_tbase.eq(bm_tbase + bl.words * C)]
-                            with m.Else():
-                                m.d.sync += bm_bank.eq(bm_bank + 1)
-                            with m.If(bm_row + 1 == bl.rows):
+                            m.d.sync += [bm_word.eq(0), bm_row.eq(bm_row + C),
+                                         bm_row_addr.eq(bm_row_addr + bl.stride * C),
+                                         tp_rd_addr.eq(bm_row_addr + bl.stride * C),
+                                         bm_tbase.eq(bm_tbase + bl.words * C)]
+                            with m.If(tp_left <= C):
                                 m.d.sync += state.eq(_S.FINISH)
+                with m.Elif(~bm_have):
+                    m.d.comb += [act_rd.addr.eq(bm_row_addr + bm_word), act_rd.en.eq(1)]
+                    m.d.sync += bm_have.eq(1)
+                with m.Else():
+                    # direct (values): one token's word per cycle into all banks
+                    m.d.comb += mover_b.eq(1)
+                    m.d.sync += bm_have.eq(0)
+                    with m.If(bm_word + 1 < bl.words):
+                        m.d.sync += [bm_word.eq(bm_word + 1), bm_waddr.eq(bm_waddr + bl.rows)]
+                    with m.Else():
+                        # next token: its words restart at column 0
+                        m.d.sync += [bm_word.eq(0), bm_row.eq(bm_row + 1),
+                                     bm_row_addr.eq(bm_row_addr + bl.stride),
+                                     bm_waddr.eq(cmd.b_offset + bm_row + 1)]
+                        with m.If(bm_row + 1 == bl.rows):
+                            m.d.sync += state.eq(_S.FINISH)
             with m.Case(_S.ROWGEN):
                 with m.If(lanes.i.ready):
                     with m.If(rg_tn + 1 < rg_words):

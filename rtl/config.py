@@ -66,6 +66,10 @@ class AccelConfig:
         Instructions the program memory holds (a program is fetched into it at start).
     ln_lanes : int
         Elements the LayerNorm unit takes per cycle.
+    uram_min_bytes : int
+        Memories of at least this many bytes are marked ``ram_style = "ultra"`` (UltraRAM on
+        UltraScale+: the activation, score, residual and MoE-accumulator memories of the default
+        config, which would not fit the XCZU7EV's block RAM beside the weight banks); 0: never.
     """
 
     array_rows: int = 32
@@ -91,7 +95,8 @@ class AccelConfig:
     a_word_bytes: int = 8
     const_words: int = 128
     imem_words: int = 1024
-    ln_lanes: int = 1
+    ln_lanes: int = 4
+    uram_min_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         problems = []
@@ -111,6 +116,8 @@ class AccelConfig:
                      "a_word_bytes", "const_words", "imem_words", "ln_lanes"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1")
+        if self.uram_min_bytes < 0:
+            problems.append("uram_min_bytes must be >= 0")
         if self.top_k > self.experts:
             problems.append("top_k must be <= experts")
         if self.array_cols % max(1, self.a_word_bytes):
@@ -123,6 +130,13 @@ class AccelConfig:
     @property
     def axi_bytes(self) -> int:
         return self.axi_data_width // 8
+
+    def mark_memory(self, mem) -> None:
+        """Tag a ``lib.memory.Memory`` for UltraRAM when it is at least ``uram_min_bytes``."""
+        from amaranth.hdl import Shape
+        nbytes = Shape.cast(mem.shape).width * mem.depth // 8
+        if self.uram_min_bytes and nbytes >= self.uram_min_bytes:
+            mem.attrs["ram_style"] = "ultra"
 
     def replace(self, **changes) -> "AccelConfig":
         return dataclasses.replace(self, **changes)
@@ -146,5 +160,5 @@ SMALL_TEST = AccelConfig(array_rows=4, array_cols=4, axi_data_width=64, axi_mast
 NANO = AccelConfig(array_rows=4, array_cols=4, axi_data_width=32, axi_masters=1,
                    max_burst_beats=16, weight_buffer_bytes=256 * 64, token_buffer_bytes=24 * 1024,
                    max_tokens=33, max_k=256, max_n=384, max_dim=64, experts=4, top_k=2,
-                   a_word_bytes=2, const_words=256, imem_words=512, clock_mhz=100.0)
+                   a_word_bytes=2, const_words=256, imem_words=512, clock_mhz=100.0, ln_lanes=1)
 CONFIGS = {"default": DEFAULT, "nano": NANO, "small-test": SMALL_TEST}

@@ -14,6 +14,11 @@ stage      operation (``golden.quant.ops`` name)
 6–7        optional ``residual_add`` (read-modify-write of the residual memory) or
            ``moe_accumulate`` (``round_shift(y·p, 16)`` added to the token's accumulator row)
 =========  ===============================================================================
+
+Without a matrix multiply, ``mode.aux`` (:class:`Aux`) uses the same pipeline on the state
+memories: ``RES_SET`` writes loaded rows into the residual (requantised by one constant row),
+``RES_READ`` streams residual rows out (LayerNorm's input), ``ACC_COMMIT`` adds the MoE
+accumulator into the residual and clears it, ``ACC_CLEAR`` only clears it.
 """
 
 from __future__ import annotations

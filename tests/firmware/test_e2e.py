@@ -1,21 +1,12 @@
-"""End to end: the CLI runs the compiled ``nano`` model on the simulated accelerator (Verilator)
-for both tasks on a generated scene, and the outputs equal the integer reference's bit for bit.
-
-Skips (with the reason) until the accelerator RTL, the compiler and the simulation wrapper exist.
+"""End to end: the CLI (``demo``, the README's main command) runs the compiled ``nano`` model on
+the simulated accelerator (Verilator) for both tasks on a generated scene, and the outputs equal
+the integer reference's bit for bit; the real RTL's error status and a timeout give exit codes.
 """
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-NEEDED = ["rtl/accelerator.py", "rtl/compiler.py", "rtl/sim/accel_sim.py"]
-MISSING = [p for p in NEEDED if not (ROOT / p).is_file()]
-
-pytestmark = pytest.mark.skipif(bool(MISSING), reason="the firmware's end-to-end test needs "
-                                f"{', '.join(MISSING)} (not written yet)")
 
 SCENE = 0
 
@@ -32,26 +23,17 @@ def nano(tmp_path_factory):
     return model, image, path
 
 
-def _budget_s(image) -> float:
-    """A generous timeout: 10x the cycles the useful MACs need on the array, at the clock."""
-    cfg = image.meta["accel"]
-    macs = sum(m for m in image.meta.get("macs", []) if m > 0) or 10_000_000
-    cycles = 10 * macs / (cfg["array_rows"] * cfg["array_cols"])
-    return max(cycles, 2_000_000) / (cfg["clock_mhz"] * 1e6)
-
-
-
 def test_cli_nano_two_tasks_equal_integer_reference(nano, tmp_path, capsys):
+    """The README's main command, ``python -m firmware demo``, bit for bit."""
     from firmware.cli import main
     from golden.data import render_scene
     from golden.eval import HELD_OUT_SEED
     from golden.quant.ptq import pixels_from_image
 
-    model, image, path = nano
+    model, _, _ = nano
     out = tmp_path / "out"
-    argv = ["run", "--backend", "sim", "--sim", os.environ.get("M3VIT_FIRMWARE_SIM", "verilator"),
-            "--model", str(path), "--task", "semseg", "--task", "depth", "--scene", str(SCENE),
-            "--out", str(out), "--timeout", f"{_budget_s(image):.6f}", "--no-progress", "--json"]
+    argv = ["demo", "--sim", os.environ.get("M3VIT_FIRMWARE_SIM", "verilator"),
+            "--scene", str(SCENE), "--out", str(out), "--no-progress"]
     code = main(argv)
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
