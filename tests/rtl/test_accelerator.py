@@ -104,15 +104,13 @@ def test_nano_corrupt_program_word_is_an_error(nano):
     program = bytearray(image.program)
     program[7 * 32] = 0xEE                      # opcode byte of instruction 7: not an Op
     bad = ModelImage(image.fingerprint, image.meta, bytes(program), image.data)
-    loaded = nano.driver.load(bad)
+    nano.driver.load(bad)
     try:
         with pytest.raises(AcceleratorError) as info:
             nano.driver.run_frame(_pixels(nano.model, 1), "semseg")
         assert info.value.error_code == _error_code("malformed")
     finally:
-        del loaded
-        nano.driver.load(image)
-        nano.loaded = nano.driver.model
+        nano.loaded = nano.driver.load(image)
 
 
 @pytest.mark.parametrize("pointer, expected", [("DATA_BASE", "read"),
