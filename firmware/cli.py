@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scene", type=int, default=0, metavar="N",
                    help="held-out generated scene (default 0)")
     p.add_argument("--sim", choices=("verilator", "amaranth"), default="verilator",
-                   help="simulator (default verilator; amaranth takes ~10 min per frame)")
+                   help="simulator (default verilator; amaranth: ~15 min per nano frame)")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
