@@ -106,11 +106,20 @@ def _const(name, value, width, lsb=0, doc=""):
     return Field(name, lsb, width, "const", value, doc)
 
 
+def _address_pair(name: str, offset: int, lo_doc: str, hi_what: str,
+                  cfg: AccelConfig) -> tuple[Register, Register]:
+    """``<name>_LO``/``<name>_HI``: a DDR byte address split over two 32-bit registers."""
+    hi_bits = max(1, cfg.axi_addr_width - 32)
+    return (Register(name + "_LO", offset, lo_doc + ", bits 31..0.", (Field("addr", 0, 32, "rw"),)),
+            Register(name + "_HI", offset + 4,
+                     f"{hi_what} address bits {cfg.axi_addr_width - 1}..32.",
+                     (Field("addr", 0, hi_bits, "rw"),)))
+
+
 def register_map(cfg: AccelConfig = DEFAULT) -> tuple[Register, ...]:
     """The register declaration for ``cfg`` (the single source of truth)."""
     if cfg.array_rows > 255 or cfg.array_cols > 255:
         raise ValueError("CONFIG0 reports array_rows/cols in 8 bits: at most 255")
-    hi_bits = cfg.axi_addr_width - 32
     regs = [
         Register("ID", 0x000, "Identification constant 'M3VT'.",
                  (_const("magic", ID_MAGIC, 32, doc="0x4D335654"),)),
@@ -146,26 +155,17 @@ def register_map(cfg: AccelConfig = DEFAULT) -> tuple[Register, ...]:
                   Field("error", 2, 1, "w1c", doc="set when a run stops on an error"),
                   Field("error_code", 8, 8, "ro",
                         doc="; ".join(f"{k}: {v}" for k, v in ERROR_CODES.items())))),
-        Register("PROGRAM_BASE_LO", 0x030, "DDR byte address of the layer program, bits 31..0.",
-                 (Field("addr", 0, 32, "rw"),)),
-        Register("PROGRAM_BASE_HI", 0x034, f"Program address bits {cfg.axi_addr_width - 1}..32.",
-                 (Field("addr", 0, max(1, hi_bits), "rw"),)),
-        Register("DATA_BASE_LO", 0x038, "DDR byte address of the model image / data, bits 31..0.",
-                 (Field("addr", 0, 32, "rw"),)),
-        Register("DATA_BASE_HI", 0x03C, f"Data address bits {cfg.axi_addr_width - 1}..32.",
-                 (Field("addr", 0, max(1, hi_bits), "rw"),)),
+        *_address_pair("PROGRAM_BASE", 0x030, "DDR byte address of the layer program",
+                       "Program", cfg),
+        *_address_pair("DATA_BASE", 0x038, "DDR byte address of the model image / data",
+                       "Data", cfg),
         Register("TASK_ID", 0x040, "Task whose gate the next run uses.",
                  (Field("task", 0, 8, "rw"),)),
         Register("PROGRAM_LEN", 0x044, "Instructions (32 bytes each) of the program.",
                  (Field("words", 0, 16, "rw"),)),
-        Register("INPUT_BASE_LO", 0x048, "DDR byte address of the frame input, bits 31..0.",
-                 (Field("addr", 0, 32, "rw"),)),
-        Register("INPUT_BASE_HI", 0x04C, f"Input address bits {cfg.axi_addr_width - 1}..32.",
-                 (Field("addr", 0, max(1, hi_bits), "rw"),)),
-        Register("OUTPUT_BASE_LO", 0x050, "DDR byte address of the frame output, bits 31..0.",
-                 (Field("addr", 0, 32, "rw"),)),
-        Register("OUTPUT_BASE_HI", 0x054, f"Output address bits {cfg.axi_addr_width - 1}..32.",
-                 (Field("addr", 0, max(1, hi_bits), "rw"),)),
+        *_address_pair("INPUT_BASE", 0x048, "DDR byte address of the frame input", "Input", cfg),
+        *_address_pair("OUTPUT_BASE", 0x050, "DDR byte address of the frame output", "Output",
+                       cfg),
         Register("PERF_CONTROL", 0x080, "Performance counter control.",
                  (Field("clear", 0, 1, "w1p", doc="write 1: zero all performance counters"),)),
         Register("PERF_CYCLES", 0x100, "Clock cycles since the counters were cleared.",
