@@ -71,9 +71,8 @@ def on_chip_memories(cfg) -> list[tuple[str, int]]:
     return out
 
 
-def expert_macs(model, pixels, task: str) -> int:
+def expert_macs(model, routings) -> int:
     """Useful MACs of the MoE experts in one frame (from the reference's routing)."""
-    _, routings = model.infer(pixels, task, return_routing=True)
     d, h = model.cfg.dim, model.cfg.expert_hidden
     return sum(int(r.load(model.cfg.experts).sum()) * 2 * d * h for r in routings)
 
@@ -113,7 +112,7 @@ def run(args) -> dict:
         t = time.time()
         f = driver.run_frame(pixels, task)
         wall = time.time() - t
-        want = model.infer(pixels, task)
+        want, routings = model.infer(pixels, task, return_routing=True)
         exact = bool(np.array_equal(f.output, want))
         events = sim.trace.events[first_event:]
         layers: OrderedDict[str, int] = OrderedDict()
@@ -123,7 +122,7 @@ def run(args) -> dict:
             key = layer_of(names[pc])
             layers[key] = layers.get(key, 0) + (end - cycle)
             static_macs += max(0, compiled.macs[pc])
-        macs = static_macs + expert_macs(model, pixels, task)
+        macs = static_macs + expert_macs(model, routings)
         ctr = f.counters
         busy = ctr["PERF_BUSY_CYCLES"]
         frame = {
