@@ -11,8 +11,10 @@ timeline: from a layer's first instruction issue to the next layer's), cycles pe
 performance counters), matrix-engine utilisation (useful MACs / (cycles x R x C), expert MACs from
 the reference's routing), DDR bytes, weight-stall cycles, the gap between frames (task switch),
 the on-chip memory of this design beside a naive one that keeps every expert of a MoE layer on
-chip, and the frame time at --clock-mhz beside published ZCU102 accelerators. The first Verilator
-build of the default config takes ~20 min (cached afterwards).
+chip, and the frame time at the accelerator config's clock (``clock_mhz``; ``--clock-mhz`` for
+another, labelled as such) beside published ZCU102 accelerators. Frames run on the compiled
+Verilator harness (``rtl/sim/compiled.py``): a cold build of the default config takes ~3 min
+(cached afterwards), a ``tiny`` frame ~45 s.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def run(args) -> dict:
     t0 = time.time()
     print(f"building the {args.sim} model of accelerator config '{accel_name}' "
           f"(cached after the first build) ...", flush=True)
-    sim = AcceleratorSim(cfg, backend=args.sim, ddr_base=SIM_DDR_BASE, ddr_bytes=ddr_bytes)
+    sim = AcceleratorSim(cfg, backend=args.sim, harness=args.harness, ddr_base=SIM_DDR_BASE,
+                         ddr_bytes=ddr_bytes)
     backend = SimBackend(cfg, simulator=args.sim, ddr_base=SIM_DDR_BASE, ddr_bytes=ddr_bytes,
                          sim=sim)
     driver = Driver(backend, cfg, timeout=1.0, progress=not args.no_progress).open()
@@ -103,8 +106,10 @@ def run(args) -> dict:
     tasks = args.task or list(model.cfg.task_names)
     R, C = cfg.array_rows, cfg.array_cols
 
+    clock = args.clock_mhz or cfg.clock_mhz
     report = {"model": args.config, "accel": accel_name, "simulator": args.sim,
-              "array": [R, C], "clock_mhz_report": args.clock_mhz,
+              "harness": sim.harness, "array": [R, C], "clock_mhz_report": clock,
+              "clock_is_config": args.clock_mhz is None or args.clock_mhz == cfg.clock_mhz,
               "build_or_load_s": round(build_s, 1), "frames": []}
     prev_done = None
     for task in tasks:
@@ -137,8 +142,8 @@ def run(args) -> dict:
             "ddr_read_bytes": ctr["PERF_READ_BYTES"], "ddr_write_bytes": ctr["PERF_WRITE_BYTES"],
             "weight_stall_cycles": ctr["PERF_STALL_CYCLES"],
             "instructions": ctr["PERF_INSTRUCTIONS"],
-            "frame_ms_at_clock": busy / (args.clock_mhz * 1e3),
-            "ddr_floor_ms": ctr["PERF_READ_BYTES"] / (cfg.axi_bytes * args.clock_mhz * 1e3),
+            "frame_ms_at_clock": busy / (clock * 1e3),
+            "ddr_floor_ms": ctr["PERF_READ_BYTES"] / (cfg.axi_bytes * clock * 1e3),
             "sim_wall_s": round(wall, 1), "sim_cycles_per_s": round(busy / wall),
         }
         report["frames"].append(frame)
@@ -180,10 +185,12 @@ def print_report(r: dict) -> None:
             ("instructions issued", lambda f: f"{f['instructions']:,}"),
             ("cycles since previous frame", lambda f: "-" if f["gap_after_previous_frame"] is None
              else f"{f['gap_after_previous_frame']:,} (register writes)"),
-            (f"frame time at {r['clock_mhz_report']:g} MHz",
+            (f"frame time at {r['clock_mhz_report']:g} MHz" +
+             (" (config)" if r["clock_is_config"] else " (NOT the config's)"),
              lambda f: f"{f['frame_ms_at_clock']:.3f} ms"),
             ("DDR read floor (1 port)", lambda f: f"{f['ddr_floor_ms']:.3f} ms"),
-            ("simulation", lambda f: f"{f['sim_wall_s']} s ({f['sim_cycles_per_s']:,} cycles/s)")]
+            (f"simulation wall ({r['harness']} harness)",
+             lambda f: f"{f['sim_wall_s']} s ({f['sim_cycles_per_s']:,} cycles/s)")]
     print()
     for name, fn in rows:
         print(f"{name:<32}" + "".join(f"{fn(f):>28}" for f in frames))
@@ -193,7 +200,7 @@ def print_report(r: dict) -> None:
           f" halves, expert by expert); a design keeping every expert of a MoE layer on chip: "
           f"{m['naive_all_experts_bytes']:,} bytes = {m['ratio']:.2f}x")
     print("largest memories: " + ", ".join(f"{p} {b:,}" for p, b in m["largest"]))
-    print(f"\nmodel build/load: {r['build_or_load_s']} s")
+    print(f"\nsimulator build or cache load: {r['build_or_load_s']} s")
 
 
 def main(argv=None) -> int:
@@ -203,13 +210,22 @@ def main(argv=None) -> int:
     p.add_argument("--accel", choices=sorted(CONFIGS), help="accelerator config (default: the one "
                    "named like the model, else 'default')")
     p.add_argument("--sim", choices=["verilator", "amaranth"], default="verilator")
+    p.add_argument("--harness", choices=["compiled", "python"], default=None,
+                   help="where the DDR/AXI models run (default: compiled on Verilator; python "
+                        "samples every cycle from Python, ~5x slower)")
     p.add_argument("--task", action="append", help="task (repeat; default: every task)")
     p.add_argument("--seed", type=int, default=1, help="random input image seed")
-    p.add_argument("--clock-mhz", type=float, default=300.0,
-                   help="clock for the reported frame time (default 300)")
+    p.add_argument("--clock-mhz", type=float, default=None,
+                   help="clock for the reported frame times (default: the accelerator "
+                        "config's clock_mhz)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.clock_mhz is not None and not (math.isfinite(args.clock_mhz) and
+                                           args.clock_mhz > 0):
+        p.error(f"--clock-mhz must be a positive number, not {args.clock_mhz}")
+    if args.harness == "compiled" and args.sim != "verilator":
+        p.error("--harness compiled runs on Verilator only")
     report = run(args)
     print_report(report)
     if args.json:

@@ -157,12 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resize", action="store_true", help="resize pictures to the model's size")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise input (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p = sub.add_parser("demo", help="end-to-end demo: compile nano, run both tasks on a "
+    p = sub.add_parser("demo", help="end-to-end demo: compile a model, run both tasks on a "
                        "generated scene through the simulated accelerator, save pictures",
-                       description="Compile the shipped nano model into a model image, then "
-                       "'run --backend sim --task all --scene N' with it (off-board: needs the "
-                       "rtl/ and golden/ packages).", epilog=EPILOG,
+                       description="Compile a model into a model image (nano: the shipped "
+                       "trained checkpoint on its 4x4 accelerator; tiny: random weights on the "
+                       "default ZCU104 config), then 'run --backend sim --task all --scene N' "
+                       "with it (off-board: needs the rtl/ and golden/ packages). tiny: ~3 min "
+                       "once to build the Verilator model, ~50 s per frame.", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", choices=("nano", "tiny"), default="nano",
+                   help="model config (default nano)")
     p.add_argument("--scene", type=int, default=0, metavar="N",
                    help="held-out generated scene (default 0)")
     p.add_argument("--sim", choices=("verilator", "amaranth"), default="verilator",
@@ -540,22 +544,25 @@ def cmd_bench(args) -> int:
 
 def cmd_demo(args) -> int:
     from rtl.compiler import compile_model
-    from rtl.config import NANO
     from rtl.sim.models import int_model_for
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "nano.m3vimg"
-    compiled = compile_model(int_model_for("nano"), NANO)
+    path = out / f"{args.config}.m3vimg"
+    compiled = compile_model(int_model_for(args.config), _accel_for_model(args.config))
     compiled.image.save(path)
-    print(f"compiled the nano model: {path} ({len(compiled.listing)} instructions, "
+    print(f"compiled the {args.config} model: {path} ({len(compiled.listing)} instructions, "
           f"{len(compiled.image.data):,} data bytes)", flush=True)
+    if args.config != "nano":
+        print(f"note: {args.config} runs with seeded random weights (no trained checkpoint "
+              "ships yet): its pictures show the accelerator's bits, not a prediction",
+              flush=True)
     argv = ["run", "--backend", "sim", "--sim", args.sim, "--model", str(path), "--task", "all",
             "--scene", str(args.scene), "--out", str(out)]
     if args.progress is not None:
         argv.append("--progress" if args.progress else "--no-progress")
     code = cmd_run(build_parser().parse_args(argv))
-    print("per-layer cycles, utilisation and the tiny model's frame time at 300 MHz: "
-          "python benchmarks/frame_report.py")
+    print("per-layer cycles, utilisation and DDR traffic: python benchmarks/frame_report.py"
+          f" --config {args.config}")
     return code
 
 

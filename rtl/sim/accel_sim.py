@@ -4,11 +4,20 @@
 DDR model on every AXI4 master (plus protocol checkers) and an AXI4-Lite master on the CSR port:
 register reads and writes are real bus transactions and cost cycles. The firmware's simulation
 backend and the end-to-end tests drive it exactly like the board.
+
+Two harnesses, the same behaviour cycle for cycle (``tests/rtl/test_compiled.py``):
+
+* ``"compiled"`` (Verilator only, the default there): the cycle models run in C++ beside the
+  Verilated model (:mod:`rtl.sim.compiled`), a whole frame in a few calls;
+* ``"python"``: the Python cycle models of :mod:`rtl.sim` sample every cycle (the only choice on
+  Amaranth's simulator).
 """
 
 from __future__ import annotations
 
 from typing import Callable
+
+import numpy as np
 
 from ..accelerator import Accelerator
 from ..config import AccelConfig
@@ -17,7 +26,9 @@ from .axil_master import AxiLiteMaster
 from .bench import Model, SimTimeout, make_bench
 from .ddr import DDRModel
 
-__all__ = ["AcceleratorSim", "TraceRecorder", "SimTimeout"]
+__all__ = ["AcceleratorSim", "TraceRecorder", "SimTimeout", "HARNESSES"]
+
+HARNESSES = ("compiled", "python")
 
 
 class TraceRecorder(Model):
@@ -45,39 +56,94 @@ class AcceleratorSim:
     ----------
     cfg : AccelConfig
     backend : ``"amaranth"`` or ``"verilator"``
+    harness : ``"compiled"``, ``"python"`` or None
+        Where the cycle models run (None: compiled on Verilator, Python on Amaranth).
     ddr_base, ddr_bytes : int
         Physical address range of the simulated DDR (shared by every master, like the PS's).
     read_latency, write_latency : int
         DDR latencies in cycles.
+    stall : float
+        Probability that each DDR channel idles in a cycle (seeded; 0: never).
+    bytes_per_cycle : float or None
+        DDR bandwidth cap shared by each port's reads and writes (None: one beat per cycle).
+    seed : int
+        Seed of master ``i``'s DDR model is ``seed + i``.
     check_protocol : bool
         Attach AXI protocol checkers to every port (they raise on a violation).
+
+    Attributes
+    ----------
+    mem : numpy.ndarray
+        The simulated DDR (``uint8``, byte 0 at ``ddr_base``).
+    trace : TraceRecorder-like
+        ``events`` (``(cycle, pc)`` of every issued instruction) and ``irq``.
+
+    Raises
+    ------
+    ValueError
+        Unknown harness, or the compiled harness on Amaranth's simulator.
     """
 
-    def __init__(self, cfg: AccelConfig, *, backend: str = "amaranth", ddr_base: int = 0,
-                 ddr_bytes: int = 1 << 24, read_latency: int = 20, write_latency: int = 8,
+    def __init__(self, cfg: AccelConfig, *, backend: str = "amaranth", harness: str | None = None,
+                 ddr_base: int = 0, ddr_bytes: int = 1 << 24, read_latency: int = 20,
+                 write_latency: int = 8, stall: float = 0.0,
+                 bytes_per_cycle: float | None = None, seed: int = 0,
                  check_protocol: bool = True, vcd: str | None = None):
-        self.cfg = cfg
-        self.dut = Accelerator(cfg)
-        kwargs = {"vcd": vcd} if vcd and backend == "amaranth" else {}
-        self.bench = make_bench(self.dut, backend, **kwargs)
+        harness = harness or ("compiled" if backend == "verilator" else "python")
+        if harness not in HARNESSES:
+            raise ValueError(f"unknown harness {harness!r} ({', '.join(HARNESSES)})")
+        if harness == "compiled" and backend != "verilator":
+            raise ValueError("the compiled harness runs on Verilator only")
+        self.cfg, self.harness = cfg, harness
         self.ddr_base, self.ddr_bytes = ddr_base, ddr_bytes
-        ports = ["m_axi0"] + (["m_axi1"] if cfg.axi_masters == 2 else [])
-        self.ddr = DDRModel(ports[0], ddr_bytes, cfg.axi_data_width, base=ddr_base,
-                            read_latency=read_latency, write_latency=write_latency)
-        self.ddrs = [self.ddr]
-        for p in ports[1:]:
-            # A second port sees the same memory (one DDR behind the PS).
-            other = DDRModel(p, 0, cfg.axi_data_width, base=ddr_base, read_latency=read_latency,
-                             write_latency=write_latency)
-            other.mem = self.ddr.mem
-            self.ddrs.append(other)
+        self.mem = np.zeros(ddr_bytes, dtype=np.uint8)
+        self.ports = ["m_axi0"] + (["m_axi1"] if cfg.axi_masters == 2 else [])
+        ddr_kw = dict(base=ddr_base, read_latency=read_latency, write_latency=write_latency,
+                      stall=stall, bytes_per_cycle=bytes_per_cycle)
+        if harness == "compiled":
+            self._init_compiled(ddr_kw, seed, check_protocol)
+        else:
+            self._init_python(backend, ddr_kw, seed, check_protocol, vcd)
+
+    def _init_python(self, backend, ddr_kw, seed, check_protocol, vcd):
+        cfg = self.cfg
+        if backend == "amaranth":
+            kwargs = {"vcd": vcd} if vcd else {}
+            dut = Accelerator(cfg)
+        else:       # built from the Verilog cache when the design is unchanged
+            kwargs = {"design_key": self._design_key()}
+            dut = lambda: Accelerator(cfg)     # noqa: E731
+        self.bench = make_bench(dut, backend, **kwargs)
+        self.ddrs = []
+        for i, p in enumerate(self.ports):
+            ddr = DDRModel(p, 0, cfg.axi_data_width, seed=seed + i, **ddr_kw)
+            ddr.mem = self.mem          # every port sees the same memory (one DDR behind the PS)
+            self.ddrs.append(ddr)
         self.lite = AxiLiteMaster("csr")
         self.trace = TraceRecorder()
         self.bench.add(self.lite, *self.ddrs, self.trace)
         if check_protocol:
-            for p in ports:
+            for p in self.ports:
                 self.bench.add(AxiChecker(p, cfg.axi_data_width))
             self.bench.add(AxiChecker("csr", 32, lite=True))
+
+    def _init_compiled(self, ddr_kw, seed, check_protocol):
+        from .compiled import CompiledBench
+        cfg = self.cfg
+        self.bench = bench = CompiledBench(lambda: Accelerator(cfg),
+                                           design_key=self._design_key())
+        # The same models in the same order as the Python harness.
+        self.lite = bench.add_lite("csr")
+        self.ddrs = [bench.add_ddr(p, self.mem, cfg.axi_data_width, seed=seed + i, **ddr_kw)
+                     for i, p in enumerate(self.ports)]
+        self.trace = bench.add_trace("trace", "irq")
+        if check_protocol:
+            for p in self.ports:
+                bench.add_checker(p, cfg.axi_data_width)
+            bench.add_checker("csr", 32, lite=True)
+
+    def _design_key(self):
+        return ("rtl.accelerator.Accelerator", self.cfg.to_dict())
 
     # ---- the backend interface the firmware uses
     @property
@@ -88,6 +154,11 @@ class AcceleratorSim:
     def irq(self) -> bool:
         """The interrupt line as of the last simulated cycle."""
         return bool(self.trace.irq)
+
+    def ddr_counters(self) -> list[dict]:
+        """Per master: the DDR model's ``read_beats``, ``write_beats`` and ``read_bursts``."""
+        return [{k: getattr(d, k) for k in ("read_beats", "write_beats", "read_bursts")}
+                for d in self.ddrs]
 
     def read_reg(self, offset: int) -> int:
         op = self.lite.read(offset)
@@ -111,20 +182,26 @@ class AcceleratorSim:
 
     def write_mem(self, addr: int, data: bytes) -> None:
         a = self._check_range(addr, len(data))
-        self.ddr.mem[a:a + len(data)] = memoryview(bytes(data))
+        self.mem[a:a + len(data)] = memoryview(bytes(data))
 
     def read_mem(self, addr: int, length: int) -> bytes:
         a = self._check_range(addr, length)
-        return self.ddr.mem[a:a + length].tobytes()
+        return self.mem[a:a + length].tobytes()
 
     def step(self, cycles: int) -> None:
+        """Advance ``cycles`` cycles (at least one)."""
+        if self.harness == "compiled":
+            self.bench.advance(cycles)
+            return
         target = self.bench.cycle + cycles
         self.bench.run(lambda: self.bench.cycle >= target - 1, max_cycles=cycles + 1)
 
     def run_until(self, predicate: Callable[[], bool], max_cycles: int,
                   progress: Callable[[int], None] | None = None, chunk: int = 20_000) -> int:
         """Advance until ``predicate()`` (checked every ``chunk`` cycles and at the end of each
-        chunk's cycles) or raise :class:`SimTimeout` after ``max_cycles``."""
+        chunk's cycles) or raise :class:`SimTimeout` after ``max_cycles``. On the compiled
+        harness ``predicate`` may depend only on the interrupt line, register accesses and the
+        trace (see :mod:`rtl.sim.compiled`)."""
         start = self.bench.cycle
         while not predicate():
             left = max_cycles - (self.bench.cycle - start)

