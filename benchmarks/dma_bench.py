@@ -2,7 +2,7 @@
 
     python benchmarks/dma_bench.py [--bytes N] [--latency L ...]
 
-1. Sustained read bandwidth of :class:`rtl.dma.DMAReader` for one long transfer with DDR latency
+1. Sustained read bandwidth of :class:`rtl.bus.dma.DMAReader` for one long transfer with DDR latency
    but no stalls, as bytes/cycle and as a fraction of the bus peak (one full beat per cycle),
    measured from the descriptor handshake to the last output word (latency included) and over
    the steady state (first to last R beat).
@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rtl.config import DEFAULT, SMALL_TEST  # noqa: E402
-from rtl.dma import DMAReader, descriptor_layout  # noqa: E402
+from rtl.bus.dma import DMAReader, descriptor_layout  # noqa: E402
 from rtl.sim import AxiChecker, DDRModel, StreamSink, StreamSource, make_bench, pack  # noqa: E402
 from rtl.sim.bench import Model  # noqa: E402
 

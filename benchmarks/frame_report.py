@@ -80,7 +80,7 @@ def expert_macs(model, routings) -> int:
 
 
 def run(args) -> dict:
-    from rtl.compiler import compile_model
+    from firmware.compiler import compile_model
     from rtl.sim.accel_sim import AcceleratorSim
     from rtl.sim.models import int_model_for
 

@@ -25,9 +25,9 @@ sys.path.insert(0, str(HERE))
 from amaranth.back import rtlil, verilog  # noqa: E402
 
 from platform.estimate import XCZU7EV, verilator_lint, yosys_estimate  # noqa: E402
-from rtl.layernorm import LayerNorm  # noqa: E402
-from rtl.router import Router  # noqa: E402
-from rtl.softmax import Softmax  # noqa: E402
+from rtl.units.layernorm import LayerNorm  # noqa: E402
+from rtl.units.router import Router  # noqa: E402
+from rtl.units.softmax import Softmax  # noqa: E402
 
 TOKENS, DIM, EXPERTS, TOP_K = 129, 192, 16, 2
 

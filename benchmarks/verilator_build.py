@@ -61,7 +61,7 @@ def measure(name: str, config: str, cycles: int) -> dict:
 
     from firmware.backends.sim import SIM_DDR_BASE, SimBackend
     from firmware.driver import Accelerator as Driver
-    from rtl.compiler import compile_model
+    from firmware.compiler import compile_model
     from rtl.config import CONFIGS
     from rtl.sim.accel_sim import AcceleratorSim
     from rtl.sim.models import int_model_for

@@ -208,7 +208,7 @@ def _accel_config(args, image: ModelImage | None):
 def _accel_for_model(name: str):
     """The accelerator config for model config ``name`` (nano → NANO, else the default)."""
     from rtl.config import CONFIGS as ACCEL, DEFAULT
-    if name in ACCEL:                       # the rule python -m rtl.compiler applies
+    if name in ACCEL:                       # the rule python -m firmware.compiler applies
         return ACCEL[name]
     known = ("nano", "tiny", "small")
     if name not in known:
@@ -253,7 +253,7 @@ def _open(args, image: ModelImage | None, *, load: bool = True):
     from .driver import Accelerator
     cfg = _accel_config(args, image) if (args.backend == "sim" or args.accel or image) else None
     if image is not None and load and args.backend == "sim":
-        from rtl.registers import VERSION
+        from rtl.control.registers import VERSION
         check_compatible(image, cfg.fingerprint(), VERSION)   # refuse before building a sim
     if args.backend == "sim":
         from .backends.sim import ddr_bytes_for
@@ -543,7 +543,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from rtl.compiler import compile_model
+    from firmware.compiler import compile_model
     from rtl.sim.models import int_model_for
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The accelerator driver: identify, load a model image, run frames, read counters.
 
 Every register is accessed by name through the map generated from the hardware config
-(:func:`rtl.registers.firmware_register_map`); no offset is written here. The same code drives the
+(:func:`rtl.control.registers.firmware_register_map`); no offset is written here. The same code drives the
 board and the simulator through a :class:`firmware.backends.Backend`.
 
 Run protocol of one frame (:meth:`Accelerator.run_frame`)::
@@ -14,7 +14,7 @@ Run protocol of one frame (:meth:`Accelerator.run_frame`)::
     wait for STATUS.done or STATUS.error (interrupt or polling), at most `timeout` seconds
     read the counters, read and decode the output buffer (firmware.layout.decode_output)
 
-Board-side module: imports the standard library, numpy and the pure-Python ``rtl.registers`` /
+Board-side module: imports the standard library, numpy and the pure-Python ``rtl.control.registers`` /
 ``rtl.config`` only.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rtl.config import CONFIGS as ACCEL_CONFIGS, DEFAULT as DEFAULT_ACCEL, AccelConfig
-from rtl.registers import firmware_register_map
+from rtl.control.registers import firmware_register_map
 
 from .backends import Backend
 from .errors import (AcceleratorError, AcceleratorTimeout, ImageError, IncompatibleImageError,
@@ -51,7 +51,7 @@ class RegisterFile:
     backend : Backend
         Where the CSR window is.
     regmap : dict
-        :func:`rtl.registers.firmware_register_map` output (or its JSON).
+        :func:`rtl.control.registers.firmware_register_map` output (or its JSON).
     """
 
     def __init__(self, backend: Backend, regmap: dict):

@@ -1,5 +1,5 @@
-"""Frame input and output layouts in DDR, as the compiler lays them out (numpy only: this runs on
-the board).
+"""Frame input and output layouts in DDR, as the compiler lays them out (numpy and the
+integer reference's ``patch_rows`` only: this runs on the board).
 
 Input: the image's patch rows ``[P, 3·p·p]`` uint8 (channel, row, column order inside a patch —
 the patch-embedding convolution flattened), each row zero-padded to ``row_bytes``.
@@ -15,16 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from golden.quant.ops import patch_rows
+
 __all__ = ["patch_rows", "input_bytes", "pack_input", "output_bytes", "decode_output",
            "emission_order"]
-
-
-def patch_rows(pixels: np.ndarray, patch: int) -> np.ndarray:
-    """uint8 image ``[3, H, W]`` → patch rows ``[(H/p)·(W/p), 3·p·p]`` (row-major patches)."""
-    c, h, w = pixels.shape
-    gh, gw = h // patch, w // patch
-    x = np.asarray(pixels).reshape(c, gh, patch, gw, patch).transpose(1, 3, 0, 2, 4)
-    return x.reshape(gh * gw, c * patch * patch)
 
 
 def input_bytes(meta: dict) -> int:

@@ -39,7 +39,7 @@ from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, ResetSi
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.axi import axi4_from_config, axi4_lite_from_config
+from rtl.bus.axi import axi4_from_config, axi4_lite_from_config
 from rtl.config import AccelConfig
 
 __all__ = ["ZCU104Top", "Port", "TOP_NAME", "CORE_NAME", "CSR_BUS", "hp_bus", "AXCACHE",

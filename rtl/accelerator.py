@@ -1,7 +1,7 @@
 """The whole accelerator: registers, sequencer, DDR load engine and compute datapath.
 
 Ports (what the board top connects): ``csr`` (AXI4-Lite subordinate, the register map of
-:mod:`rtl.registers`), ``m_axi0`` (AXI4 manager: reads — program, weights, input — and, with one
+:mod:`rtl.control.registers`), ``m_axi0`` (AXI4 manager: reads — program, weights, input — and, with one
 master, also the output writes), ``m_axi1`` when ``cfg.axi_masters == 2`` (output writes), ``irq``
 (level: ``CONTROL.irq_enable & (STATUS.done | STATUS.error)``) and ``trace`` (the program counter
 of every issued instruction, for simulation reports; leave unconnected on a board).
@@ -13,14 +13,14 @@ from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import axi4_from_config, axi4_lite_from_config
-from .compute import Compute, memory_words
-from .config import AccelConfig
-from .csr import CSR
-from .isa import Dest
-from .layernorm import GAMMA_WIDTH
-from .loader import Loader, LoadTarget
-from .sequencer import Sequencer
+from rtl.bus.axi import axi4_from_config, axi4_lite_from_config
+from rtl.datapath.compute import Compute, memory_words
+from rtl.config import AccelConfig
+from rtl.control.csr import CSR
+from rtl.control.isa import Dest
+from rtl.units.layernorm import GAMMA_WIDTH
+from rtl.bus.loader import Loader, LoadTarget
+from rtl.control.sequencer import Sequencer
 
 __all__ = ["Accelerator"]
 

@@ -29,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.layout import patch_rows
-
 from ..config import ModelConfig
 from . import ops
 
@@ -221,7 +219,7 @@ class IntM3ViT:
         if (h, w) != tuple(self.cfg.img_size) or c != 3:
             raise ValueError(f"expected a 3x{self.cfg.img_size[0]}x{self.cfg.img_size[1]} "
                              f"uint8 image, got {pixels.shape}")
-        return patch_rows(ops._as_int(pixels), self.cfg.patch_size)
+        return ops.patch_rows(ops._as_int(pixels), self.cfg.patch_size)
 
     def encode(self, pixels: np.ndarray, task: int | str, order: str = "expert"):
         """Residual stream after the last block [1+P, D] int16 and the routing of each MoE layer."""

@@ -22,9 +22,9 @@ import numpy as np
 
 __all__ = [
     "MULT_BITS", "GELU_FRAC", "GELU_OUT_FRAC", "EXP_FRAC", "LN_RECIP_BITS", "LN_FRAC",
-    "round_shift", "saturate", "requantize", "matmul", "gelu_table", "gelu_q10", "exp2_table",
+    "LN_GAMMA_FRAC", "round_shift", "saturate", "requantize", "matmul", "gelu_table", "gelu_q10", "exp2_table",
     "exp2_neg", "softmax_online", "layer_norm", "isqrt", "residual_add", "gate_top_k",
-    "moe_accumulate", "argmax_lowest",
+    "moe_accumulate", "argmax_lowest", "patch_rows",
 ]
 
 MULT_BITS = 15          # requantisation multiplier width (unsigned)
@@ -36,6 +36,7 @@ EXP_FRAC = 16           # base-2 logits and exp2 results in Q16
 EXP_TABLE_BITS = 8      # exp2 table indexed by the top 8 fractional bits: 257 entries
 LN_RECIP_BITS = 40      # LayerNorm reciprocal: floor(2**40 / sqrt(V))
 LN_FRAC = 16            # normalised LayerNorm values in Q16
+LN_GAMMA_FRAC = 10      # LayerNorm gamma in Q10 (beta in Q(LN_FRAC + LN_GAMMA_FRAC))
 SOFTMAX_RECIP_BITS = 40  # softmax reciprocal: floor(2**40 / S)
 
 _I64 = np.int64
@@ -321,3 +322,12 @@ def moe_accumulate(acc, tokens, y, p) -> np.ndarray:
 def argmax_lowest(x, axis: int = 0) -> np.ndarray:
     """Index of the maximum along ``axis``; ties go to the lowest index (segmentation argmax)."""
     return np.argmax(_as_int(x, "x"), axis=axis)
+
+
+def patch_rows(pixels: np.ndarray, patch: int) -> np.ndarray:
+    """uint8 image ``[3, H, W]`` → patch rows ``[(H/p)·(W/p), 3·p·p]`` (row-major patches;
+    channel, row, column order inside a patch: the patch-embedding convolution flattened)."""
+    c, h, w = pixels.shape
+    gh, gw = h // patch, w // patch
+    x = np.asarray(pixels).reshape(c, gh, patch, gw, patch).transpose(1, 3, 0, 2, 4)
+    return x.reshape(gh * gw, c * patch * patch)

@@ -30,7 +30,6 @@ __all__ = ["quantize_multiplier", "calibrate", "quantize_model", "pixels_from_im
 
 RESIDUAL_HEADROOM = 1.25
 OUTPUT_HEADROOM = 1.25
-LN_GAMMA_FRAC = 10
 LOG2E = 1.0 / math.log(2.0)
 
 
@@ -168,12 +167,12 @@ def _requant_scalar(m: float, bits: int, signed: bool = True) -> Requant:
 
 def _layer_norm(ln: torch.nn.LayerNorm, s_out: float, s_res: float) -> IntLayerNorm:
     d = ln.normalized_shape[0]
-    gamma = np.round(_np(ln.weight) / s_out * 2 ** LN_GAMMA_FRAC).astype(np.int64)
-    beta = np.round(_np(ln.bias) / s_out * 2 ** (ops.LN_FRAC + LN_GAMMA_FRAC)).astype(np.int64)
+    gamma = np.round(_np(ln.weight) / s_out * 2 ** ops.LN_GAMMA_FRAC).astype(np.int64)
+    beta = np.round(_np(ln.bias) / s_out * 2 ** (ops.LN_FRAC + ops.LN_GAMMA_FRAC)).astype(np.int64)
     if np.any(np.abs(gamma) >= 2 ** 24) or np.any(np.abs(beta) >= 2 ** 47):
         raise ValueError("LayerNorm gamma/beta too large for their 24/48-bit integer forms")
     eps = max(1, round(d * d * ln.eps / s_res ** 2))
-    return IntLayerNorm(gamma, beta, int(eps), LN_GAMMA_FRAC)
+    return IntLayerNorm(gamma, beta, int(eps), ops.LN_GAMMA_FRAC)
 
 
 def _mlp(fc1_w, fc1_b, fc2_w, fc2_b, s_in, s_hidden, s_out, out_bits) -> IntMlp:

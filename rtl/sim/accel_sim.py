@@ -5,7 +5,7 @@ DDR model on every AXI4 master (plus protocol checkers) and an AXI4-Lite master 
 register reads and writes are real bus transactions and cost cycles. The firmware's simulation
 backend and the end-to-end tests drive it exactly like the board.
 
-Two harnesses, the same behaviour cycle for cycle (``tests/rtl/test_compiled.py``):
+Two harnesses, the same behaviour cycle for cycle (``tests/rtl/sim/test_compiled.py``):
 
 * ``"compiled"`` (Verilator only, the default there): the cycle models run in C++ beside the
   Verilated model (:mod:`rtl.sim.compiled`), a whole frame in a few calls;

@@ -6,7 +6,7 @@ advances millions of cycles per call into Python instead of one. Python still dr
 loads and reads the simulated DDR (a numpy array the C++ DDR model reads and writes in place) and
 reads results; :class:`rtl.sim.accel_sim.AcceleratorSim` hides which harness it runs on.
 
-Equivalence with the Python models (``tests/rtl/test_compiled.py``): the same random draws
+Equivalence with the Python models (``tests/rtl/sim/test_compiled.py``): the same random draws
 (CPython's generator reproduced), the same rules and messages; a whole ``nano`` frame gives the
 same cycles, counters and output on both, with and without random stalls.
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from firmware.image import ModelImage
 from rtl.config import SMALL_TEST, AccelConfig
-from rtl.registers import firmware_register_map
+from rtl.control.registers import firmware_register_map
 
 FAKE_CFG = SMALL_TEST          # a known config: the driver finds it by its fingerprint
 

@@ -11,7 +11,7 @@ from firmware.errors import (EXIT_ACCELERATOR, EXIT_IMAGE, EXIT_TIMEOUT, EXIT_US
                              AcceleratorError, AcceleratorTimeout, IncompatibleImageError,
                              UsageError)
 from rtl.config import NANO
-from rtl.registers import ERROR_CODES, ID_MAGIC, firmware_register_map
+from rtl.control.registers import ERROR_CODES, ID_MAGIC, firmware_register_map
 
 from .conftest import make_accel
 from .fakes import FAKE_CFG, fake_output, make_image

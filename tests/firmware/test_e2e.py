@@ -13,7 +13,7 @@ SCENE = 0
 
 @pytest.fixture(scope="module")
 def nano(tmp_path_factory):
-    from rtl.compiler import compile_model
+    from firmware.compiler import compile_model
     from rtl.config import NANO
     from rtl.sim.models import int_model_for
     model = int_model_for("nano")

@@ -1,7 +1,7 @@
 """A stand-in for ``rtl.accelerator.Accelerator`` with the same top-level interface.
 
 Used by the platform tests while (or where) the real accelerator is not available: the register
-block :class:`rtl.csr.CSR` on ``csr`` and one :class:`rtl.dma.DMAReader` per AXI4 master. Writing
+block :class:`rtl.control.csr.CSR` on ``csr`` and one :class:`rtl.bus.dma.DMAReader` per AXI4 master. Writing
 ``CONTROL.start`` reads ``TOKEN_BUF_BYTES`` bytes from ``DATA_BASE`` on every master; the run is
 ``done`` when the last word has arrived, which raises ``irq`` if enabled.
 """
@@ -12,10 +12,10 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.axi import axi4_from_config, axi4_lite_from_config
+from rtl.bus.axi import axi4_from_config, axi4_lite_from_config
 from rtl.config import AccelConfig
-from rtl.csr import CSR
-from rtl.dma import DMAReader
+from rtl.control.csr import CSR
+from rtl.bus.dma import DMAReader
 
 __all__ = ["StandInAccelerator"]
 

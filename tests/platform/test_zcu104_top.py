@@ -12,9 +12,9 @@ from amaranth.sim import Simulator
 
 from platform.zcu104_top import (AXCACHE, CORE_NAME, TOP_NAME, ZCU104Top, check_accelerator,
                                  hp_bus)
-from rtl.axi import axi4_lite_from_config
+from rtl.bus.axi import axi4_lite_from_config
 from rtl.config import SMALL_TEST
-from rtl.registers import ID_MAGIC
+from rtl.control.registers import ID_MAGIC
 from tests.platform.standin import StandInAccelerator
 
 TWO = SMALL_TEST.replace(axi_masters=2, axi_data_width=128)

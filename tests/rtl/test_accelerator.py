@@ -14,9 +14,9 @@ import pytest
 from firmware.backends.sim import SIM_DDR_BASE, SimBackend
 from firmware.driver import Accelerator as Driver
 from firmware.errors import AcceleratorError
-from rtl.compiler import compile_model
+from firmware.compiler import compile_model
 from rtl.config import DEFAULT, NANO
-from rtl.registers import ERROR_CODES
+from rtl.control.registers import ERROR_CODES
 from rtl.sim.accel_sim import AcceleratorSim
 from rtl.sim.models import int_model_for
 

@@ -1,0 +1,320 @@
+"""Vector lanes behind the mesh: bias, requantise, GELU, residual add, MoE scatter-accumulate.
+
+Each lane handles one output column; a row of C lanes is processed per cycle, in a fixed-length
+pipeline that stalls as a whole on output back-pressure. Every stage reproduces the integer
+reference (:mod:`golden.quant.ops`) bit for bit:
+
+=========  ===============================================================================
+stage      operation (``golden.quant.ops`` name)
+=========  ===============================================================================
+1          ``acc + bias[n]`` and ``× M[n]`` (``matmul`` bias, ``requantize``)
+2          ``round_shift(·, sh[n])`` and saturation to 8/16/32 bits (``requantize``)
+3–4        optional ``gelu_q10`` (two table reads, interpolation)
+4–5        optional second requantisation ``× M_act``, ``round_shift``, ``sat8``
+6–7        optional ``residual_add`` (read-modify-write of the residual memory) or
+           ``moe_accumulate`` (``round_shift(y·p, 16)`` added to the token's accumulator row)
+=========  ===============================================================================
+
+Without a matrix multiply, ``mode.aux`` (:class:`Aux`) uses the same pipeline on the state
+memories: ``RES_SET`` writes loaded rows into the residual (requantised by one constant row),
+``RES_READ`` streams residual rows out (LayerNorm's input), ``ACC_COMMIT`` adds the MoE
+accumulator into the residual and clears it, ``ACC_CLEAR`` only clears it.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.quant import ops
+
+__all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY"]
+
+# Cycles from a row entering the lanes to its result on ``out`` (without back-pressure).
+VECTOR_LATENCY = 8
+
+
+class OutBits(enum.Enum, shape=2):
+    """Saturation width of the first requantisation."""
+    INT8 = 0
+    INT16 = 1
+    INT32 = 2
+
+
+class Aux(enum.Enum, shape=3):
+    """State-memory operations that use the lanes without a matrix multiply (the input row's
+    ``m``/``tn`` address the row; its accumulators are ignored except by ``RES_SET``)."""
+    NONE = 0
+    RES_SET = 1       # residual[m] = value requantised by constant row const_base (every tn)
+    RES_READ = 2      # emit residual[m] (feeding LayerNorm)
+    ACC_COMMIT = 3    # residual[m] = sat16(residual[m] + moe_acc[m]); moe_acc[m] = 0
+    ACC_CLEAR = 4     # moe_acc[m] = 0
+
+
+# Per output channel: int32 bias (accumulator units), 15-bit multiplier, shift.
+LaneConstant = data.StructLayout({
+    "bias": signed(32),
+    "mult": unsigned(ops.MULT_BITS),
+    "shift": unsigned(6),
+})
+
+
+def lane_mode_layout(const_depth: int) -> data.StructLayout:
+    """What the lanes do for one operation (held constant while it runs)."""
+    return data.StructLayout({
+        "const_base": unsigned(max(1, (const_depth - 1).bit_length())),
+        "out_bits": OutBits,
+        "gelu": 1,
+        "act_mult": unsigned(ops.MULT_BITS),
+        "act_shift": unsigned(6),
+        "residual": 1,
+        "scatter": 1,
+        "aux": Aux,
+    })
+
+
+def _saturate(v, bits: int):
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(v > hi, hi, Mux(v < lo, lo, v))
+
+
+def _round_shift(v, shift):
+    """``(v + 2**(shift-1)) >> shift`` as ``((v >> (shift-1)) + 1) >> 1`` (no wide constant)."""
+    amount = shift - 1 if isinstance(shift, int) else (shift - 1)[:len(shift)]
+    return ((v >> amount) + 1) >> 1
+
+
+class VectorLanes(wiring.Component):
+    """C lanes turning int32 accumulator rows into the next layer's values.
+
+    Parameters
+    ----------
+    cols : int
+        Lanes (the mesh's C).
+    max_m : int
+        Largest row index + 1 (tokens of a frame, or an expert queue).
+    max_tn : int
+        Column tiles per row (ceil(max N / C)).
+    const_depth : int
+        Rows of per-channel constants (one per column tile of every layer the program uses).
+    max_tokens : int
+        Rows of the residual and MoE accumulator memories.
+
+    Attributes
+    ----------
+    i : In(stream) of rows ``{m, tn, acc[C]}`` (from :class:`rtl.array.tiler.TiledMatmul`)
+    out : Out(stream) of rows ``{m, tn, values[C]}``: ``m`` is the token for scatter rows
+    mode : In(:func:`lane_mode_layout`)
+    busy : Out(1), a row is in the pipeline
+    const_load, queue_load : In(stream) of ``{addr, value}``, always ready: how the program
+        loader fills the constant and queue memories
+    constants : Memory of ``ArrayLayout(LaneConstant, C)``, address ``const_base + tn``
+    residual : Memory of ``ArrayLayout(signed(16), C)``, address ``(m << tn_bits) | tn``
+    moe_acc : Memory of ``ArrayLayout(signed(32), C)``, address ``(token << tn_bits) | tn``
+    queue : Memory of ``{token, prob}`` per row ``m`` (the expert's token queue, Q16 probs)
+    """
+
+    def __init__(self, cols: int, max_m: int, max_tn: int, const_depth: int,
+                 max_tokens: int | None = None, m_width: int | None = None,
+                 tn_width: int | None = None, acc_width: int = 32):
+        for name, v in (("cols", cols), ("max_m", max_m), ("max_tn", max_tn),
+                        ("const_depth", const_depth)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        self.cols = cols
+        self.max_m, self.max_tn, self.const_depth = max_m, max_tn, const_depth
+        self.max_tokens = max_tokens or max_m
+        self.tn_bits = max(1, (max_tn - 1).bit_length())
+        m_width = m_width or max(1, (max(max_m, self.max_tokens) - 1).bit_length())
+        tn_width = tn_width or self.tn_bits
+        self.constants = memory.Memory(shape=data.ArrayLayout(LaneConstant, cols),
+                                       depth=const_depth, init=[])
+        self.residual = memory.Memory(shape=data.ArrayLayout(signed(16), cols),
+                                      depth=self.max_tokens << self.tn_bits, init=[])
+        self.moe_acc = memory.Memory(shape=data.ArrayLayout(signed(32), cols),
+                                     depth=self.max_tokens << self.tn_bits, init=[])
+        queue_entry = data.StructLayout({"token": unsigned(m_width), "prob": unsigned(16)})
+        self.queue = memory.Memory(shape=queue_entry, depth=max_m, init=[])
+        self.gelu_tables = [memory.Memory(shape=signed(20), depth=len(ops.gelu_table()),
+                                          init=[int(v) for v in ops.gelu_table()])
+                            for _ in range(cols)]
+        row_in = data.StructLayout({"m": unsigned(m_width), "tn": unsigned(tn_width),
+                                    "acc": data.ArrayLayout(signed(acc_width), cols)})
+        row_out = data.StructLayout({"m": unsigned(m_width), "tn": unsigned(tn_width),
+                                     "values": data.ArrayLayout(signed(32), cols)})
+        super().__init__({
+            "i": In(stream.Signature(row_in)),
+            "out": Out(stream.Signature(row_out)),
+            "mode": In(lane_mode_layout(const_depth)),
+            "busy": Out(1),
+            "const_load": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, (const_depth - 1).bit_length())),
+                "value": data.ArrayLayout(LaneConstant, cols)}))),
+            "queue_load": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, (max_m - 1).bit_length())), "value": queue_entry}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C = self.cols
+        m.submodules.constants = self.constants
+        m.submodules.residual = self.residual
+        m.submodules.moe_acc = self.moe_acc
+        m.submodules.queue = self.queue
+        for j, t in enumerate(self.gelu_tables):
+            m.submodules[f"gelu_table_{j}"] = t
+
+        for port, mem in ((self.const_load, self.constants), (self.queue_load, self.queue)):
+            wr = mem.write_port()
+            m.d.comb += [port.ready.eq(1), wr.addr.eq(port.payload.addr),
+                         wr.data.eq(port.payload.value), wr.en.eq(port.valid)]
+
+        en = Signal()
+        m.d.comb += [en.eq(~self.out.valid | self.out.ready), self.i.ready.eq(en)]
+        mode = self.mode
+        n_stages = VECTOR_LATENCY
+        valid = [Signal(name=f"valid_{s}") for s in range(n_stages + 1)]
+        m.d.comb += valid[0].eq(self.i.valid)
+        row_m = [Signal.like(self.i.payload.m, name=f"m_{s}") for s in range(n_stages + 1)]
+        row_tn = [Signal.like(self.i.payload.tn, name=f"tn_{s}") for s in range(n_stages + 1)]
+        m.d.comb += [row_m[0].eq(self.i.payload.m), row_tn[0].eq(self.i.payload.tn)]
+        with m.If(en):
+            for s in range(n_stages):
+                m.d.sync += [valid[s + 1].eq(valid[s]), row_m[s + 1].eq(row_m[s]),
+                             row_tn[s + 1].eq(row_tn[s])]
+
+        def stage_reg(shape, s, name):
+            return [Signal(shape, name=f"{name}_{j}_s{s}") for j in range(C)]
+
+        # stage 0 → 1: latch the accumulators, read constants and the queue entry
+        const_rd = self.constants.read_port(transparent_for=())
+        queue_rd = self.queue.read_port(transparent_for=())
+        # RES_SET rows share one constant row (the loader's identity requantisation) for every tn.
+        const_tn = Mux(mode.aux == Aux.RES_SET, 0, self.i.payload.tn)
+        m.d.comb += [const_rd.addr.eq(mode.const_base + const_tn), const_rd.en.eq(en),
+                     queue_rd.addr.eq(self.i.payload.m), queue_rd.en.eq(en)]
+        acc1 = stage_reg(signed(32), 1, "acc")
+        with m.If(en):
+            m.d.sync += [acc1[j].eq(self.i.payload.acc[j]) for j in range(C)]
+
+        # stage 1 → 2: bias and multiplier
+        prod2 = stage_reg(signed(49), 2, "prod")
+        shift2 = stage_reg(unsigned(6), 2, "shift")
+        token = [Signal.like(queue_rd.data.token, name=f"token_s{s}") for s in range(n_stages + 1)]
+        prob = [Signal(16, name=f"prob_s{s}") for s in range(n_stages + 1)]
+        with m.If(en):
+            for j in range(C):
+                k = const_rd.data[j]
+                m.d.sync += [prod2[j].eq((acc1[j] + k.bias) * k.mult), shift2[j].eq(k.shift)]
+            m.d.sync += [token[2].eq(queue_rd.data.token), prob[2].eq(queue_rd.data.prob)]
+            for s in range(2, n_stages):
+                m.d.sync += [token[s + 1].eq(token[s]), prob[s + 1].eq(prob[s])]
+
+        # stage 2 → 3: round, saturate
+        y3 = stage_reg(signed(32), 3, "y")
+        with m.If(en):
+            for j in range(C):
+                r = Signal(signed(49), name=f"rounded_{j}")
+                m.d.comb += r.eq(_round_shift(prod2[j], shift2[j]))
+                with m.Switch(mode.out_bits):
+                    with m.Case(OutBits.INT8):
+                        m.d.sync += y3[j].eq(_saturate(r, 8))
+                    with m.Case(OutBits.INT16):
+                        m.d.sync += y3[j].eq(_saturate(r, 16))
+                    with m.Default():
+                        m.d.sync += y3[j].eq(_saturate(r, 32))
+
+        # stage 3 → 4: GELU table reads (both neighbours) for int16 Q10 inputs
+        lo = -ops.GELU_RANGE << ops.GELU_FRAC
+        hi = ops.GELU_RANGE << ops.GELU_FRAC
+        frac_bits = ops.GELU_FRAC - ops.GELU_STEP_BITS
+        x4 = stage_reg(signed(32), 4, "x")
+        f4 = stage_reg(unsigned(frac_bits), 4, "f")
+        tables = []
+        for j in range(C):
+            t0 = self.gelu_tables[j].read_port(transparent_for=())
+            t1 = self.gelu_tables[j].read_port(transparent_for=())
+            u = Signal(range(hi - lo), name=f"gelu_u_{j}")
+            m.d.comb += u.eq(Mux(y3[j] < lo, 0, Mux(y3[j] >= hi, hi - lo - 1, y3[j] - lo)))
+            m.d.comb += [t0.addr.eq(u >> frac_bits), t1.addr.eq((u >> frac_bits) + 1),
+                         t0.en.eq(en), t1.en.eq(en)]
+            with m.If(en):
+                m.d.sync += [x4[j].eq(y3[j]), f4[j].eq(u[:frac_bits])]
+            tables.append((t0.data, t1.data))
+
+        # stage 4 → 5: interpolate, choose GELU or pass-through, second multiplier
+        y5 = stage_reg(signed(32), 5, "y")
+        prod5 = stage_reg(signed(40), 5, "act_prod")
+        with m.If(en):
+            for j in range(C):
+                t0, t1 = tables[j]
+                inner = Signal(signed(21), name=f"gelu_inner_{j}")
+                g = Signal(signed(22), name=f"gelu_{j}")
+                m.d.comb += [
+                    inner.eq(t0 + _round_shift((t1 - t0) * f4[j], frac_bits)),
+                    g.eq(Mux(x4[j] < lo, 0,
+                             Mux(x4[j] >= hi, x4[j] << (ops.GELU_OUT_FRAC - ops.GELU_FRAC),
+                                 inner))),
+                ]
+                m.d.sync += [y5[j].eq(x4[j]), prod5[j].eq(g * mode.act_mult)]
+
+        # stage 5 → 6: second requantisation to int8 (GELU) or pass-through
+        y6 = stage_reg(signed(32), 6, "y")
+        with m.If(en):
+            for j in range(C):
+                m.d.sync += y6[j].eq(Mux(mode.gelu,
+                                         _saturate(_round_shift(prod5[j], mode.act_shift), 8),
+                                         y5[j]))
+
+        # stage 6 → 7: read the residual / accumulator row, weight by the gate probability
+        res_wr = self.residual.write_port()
+        acc_wr = self.moe_acc.write_port()
+        res_rd = self.residual.read_port(transparent_for=(res_wr,))
+        acc_rd = self.moe_acc.read_port(transparent_for=(acc_wr,))
+        addr6 = Signal(len(res_rd.addr))
+        m.d.comb += addr6.eq(Cat(row_tn[6][:self.tn_bits],
+                                 Mux(mode.scatter, token[6], row_m[6])))
+        m.d.comb += [res_rd.addr.eq(addr6), acc_rd.addr.eq(addr6),
+                     res_rd.en.eq(en), acc_rd.en.eq(en)]
+        y7 = stage_reg(signed(32), 7, "y")
+        contrib7 = stage_reg(signed(33), 7, "contrib")
+        addr7 = Signal.like(addr6)
+        with m.If(en):
+            m.d.sync += addr7.eq(addr6)
+            for j in range(C):
+                m.d.sync += [y7[j].eq(y6[j]),
+                             contrib7[j].eq(_round_shift(y6[j] * prob[6], 16))]
+
+        # stage 7 → 8: update, write back, emit
+        values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
+        aux = mode.aux
+        zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
+        for j in range(C):
+            with m.If(aux == Aux.RES_READ):
+                m.d.comb += values[j].eq(res_rd.data[j])
+            with m.Elif(aux == Aux.ACC_COMMIT):
+                m.d.comb += values[j].eq(_saturate(res_rd.data[j] + acc_rd.data[j], 16))
+            with m.Elif(mode.residual):
+                m.d.comb += values[j].eq(_saturate(res_rd.data[j] + y7[j], 16))
+            with m.Elif(mode.scatter):
+                m.d.comb += values[j].eq(acc_rd.data[j] + contrib7[j])
+            with m.Else():
+                m.d.comb += values[j].eq(y7[j])
+            m.d.comb += [res_wr.data[j].eq(values[j]),
+                         acc_wr.data[j].eq(Mux(zero_acc, 0, values[j]))]
+        res_write = mode.residual | (aux == Aux.RES_SET) | (aux == Aux.ACC_COMMIT)
+        acc_write = mode.scatter | zero_acc
+        m.d.comb += [
+            res_wr.addr.eq(addr7), acc_wr.addr.eq(addr7),
+            res_wr.en.eq(Mux(en & valid[7] & res_write, -1, 0)),
+            acc_wr.en.eq(Mux(en & valid[7] & acc_write, -1, 0)),
+        ]
+        out_valid = valid[n_stages]
+        with m.If(en):
+            m.d.sync += [self.out.payload.values[j].eq(values[j]) for j in range(C)]
+            m.d.sync += self.out.payload.m.eq(Mux(mode.scatter, token[7], row_m[7]))
+            m.d.sync += self.out.payload.tn.eq(row_tn[7])
+        m.d.comb += self.out.valid.eq(out_valid)
+        m.d.comb += self.busy.eq(Cat(valid[1:]).any())
+        return m

@@ -1,0 +1,341 @@
+"""Tiling front end: C = A·B for any M×K×N on the R×C mesh, operands from on-chip memories."""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.array.mesh import Mesh
+
+__all__ = ["TiledMatmul", "command_layout", "a_pitch", "acc_row_layout", "matmul_cycles", "tile_period"]
+
+
+def tile_period(k: int, rows: int, cols: int) -> int:
+    """Cycles between two tiles: K steps, but at least R (draining R rows, one per cycle) and C
+    (a row's last column must finish before the row is read)."""
+    return max(k, rows, cols)
+
+
+def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int) -> int:
+    """Cycles from accepting a command up to the transfer of its last result row, without
+    output back-pressure (each stalled cycle adds exactly one).
+
+    Tiles start every :func:`tile_period` cycles; the last tile's step K-1 reaches PE(0, C-1)
+    ``K + C`` cycles after that tile started (memory read, column skew), row 0 is read one cycle
+    later and its last emitted row ``(M-1) mod R`` that many cycles after row 0.
+    """
+    tiles = math.ceil(m / rows) * math.ceil(n / cols)
+    return (tiles - 1) * tile_period(k, rows, cols) + k + cols + 1 + (m - 1) % rows
+
+
+def command_layout(max_m: int, max_k: int, max_n: int, b_depth: int = 1) -> data.StructLayout:
+    """One matrix multiply: A is M×K (rows of the A banks), B is N×K (weight rows); ``a_signed``
+    selects int8 or uint8 (pixels, probabilities) for A; B starts at word ``b_offset`` of the
+    weight banks (a ping-pong half, or a matrix inside it)."""
+    return data.StructLayout({
+        "m": unsigned(max_m.bit_length()),
+        "k": unsigned(max_k.bit_length()),
+        "n": unsigned(max_n.bit_length()),
+        "a_signed": 1,
+        "b_offset": unsigned(max(1, (b_depth - 1).bit_length())),
+    })
+
+
+def a_pitch(k: int, align: int) -> int:
+    """Bytes between two A rows of one bank: K rounded up to ``align``."""
+    return -(-k // align) * align
+
+
+def acc_row_layout(rows: int, cols: int, max_m: int, max_n: int, acc_width: int):
+    """One result row: A row ``m``, column tile ``tn`` (columns ``tn*C …``), C int32 sums."""
+    return data.StructLayout({
+        "m": unsigned(max(1, (max_m - 1).bit_length())),
+        "tn": unsigned(max(1, (math.ceil(max_n / cols) - 1).bit_length())),
+        "acc": data.ArrayLayout(signed(acc_width), cols),
+    })
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    RUN = 1
+
+
+class TiledMatmul(wiring.Component):
+    """Streams the tiles of one M×K×N product through the mesh, back to back.
+
+    Operand layout (what the DMA or a test writes): row ``m`` of A lives in bank ``m % R`` at
+    byte addresses ``(m // R) * a_pitch(K, a_align) + k``, packed ``a_word_bytes`` to a bank
+    word (little-endian); weight row ``n`` (output channel, torch ``[N, K]`` layout) of B
+    in bank ``n % C`` at ``(n // C) * K + k``. Tiles are visited row-tile major; each tile feeds
+    K steps, then idles to :func:`tile_period`. Rows beyond M and columns beyond N compute zeros;
+    rows beyond M are not emitted, columns beyond N are ignored by the consumer.
+
+    Output: one row of C int32 sums per cycle (``m``, column tile ``tn``). Back-pressure stalls
+    the whole engine (one clock enable), so ``cycles = matmul_cycles(...) + stalled cycles``.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Mesh shape R × C.
+    max_m, max_k, max_n : int
+        Largest supported problem (sizes the operand memories and counters).
+    b_depth : int, optional
+        Words per weight bank when the weight buffer is smaller than ``max_n × max_k`` (e.g. the
+        config's ``weight_buffer_bytes / C``: one expert or MLP matrix).
+    acc_width : int
+        Accumulator width.
+    a_word_bytes : int
+        Bytes per A-bank word (a power of two): a load writes one word per cycle.
+    a_align : int
+        A rows are padded to a multiple of this many bytes (a multiple of ``a_word_bytes``).
+
+    Attributes
+    ----------
+    a_load : In(stream) of ``{bank, addr, value}``: writes one A word (``a_word_bytes`` bytes at
+        word address ``addr``; the gather unit or the activation loader fill the A banks through
+        it; always ready)
+    b_load : In(stream) of ``{bank, addr, value}``: writes one weight byte (always ready)
+    b_word : In(stream) of ``{addr, mask, data[C]}``: writes ``data[j]`` into bank ``j`` at
+        ``addr`` for every set ``mask`` bit (always ready; wins over ``b_load``)
+    cmd : In(stream) of :func:`command_layout`
+    out : Out(stream) of :func:`acc_row_layout`
+    busy : Out(1)
+    a_banks : list of :class:`amaranth.lib.memory.Memory` (``a_word_bytes``-byte words)
+    b_banks : list of :class:`amaranth.lib.memory.Memory` (8-bit words)
+    """
+
+    def __init__(self, rows: int, cols: int, max_m: int, max_k: int, max_n: int,
+                 acc_width: int = 32, b_depth: int | None = None, a_word_bytes: int = 1,
+                 a_align: int = 1):
+        for name, v in (("rows", rows), ("cols", cols), ("max_m", max_m), ("max_k", max_k),
+                        ("max_n", max_n)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if a_word_bytes < 1 or a_word_bytes & (a_word_bytes - 1):
+            raise ValueError(f"a_word_bytes must be a power of two, got {a_word_bytes}")
+        if a_align < 1 or a_align % a_word_bytes:
+            raise ValueError(f"a_align ({a_align}) must be a multiple of a_word_bytes")
+        self.rows, self.cols = rows, cols
+        self.max_m, self.max_k, self.max_n = max_m, max_k, max_n
+        self.acc_width = acc_width
+        self.a_word_bytes, self.a_align = a_word_bytes, a_align
+        self.a_depth = math.ceil(max_m / rows) * a_pitch(max_k, a_align) // a_word_bytes
+        # B holds one weight matrix (N*K <= C * b_depth): by default the largest max_n x max_k.
+        self.b_depth = b_depth or math.ceil(max_n / cols) * max_k
+        self.a_banks = [memory.Memory(shape=unsigned(8 * a_word_bytes), depth=self.a_depth,
+                                      init=[]) for _ in range(rows)]
+        self.b_banks = [memory.Memory(shape=signed(8), depth=self.b_depth, init=[])
+                        for _ in range(cols)]
+        super().__init__({
+            "a_load": In(stream.Signature(data.StructLayout({
+                "bank": unsigned(max(1, (rows - 1).bit_length())),
+                "addr": unsigned(max(1, (self.a_depth - 1).bit_length())),
+                "value": unsigned(8 * a_word_bytes)}))),
+            "b_load": In(stream.Signature(data.StructLayout({
+                "bank": unsigned(max(1, (cols - 1).bit_length())),
+                "addr": unsigned(max(1, (self.b_depth - 1).bit_length())),
+                "value": signed(8)}))),
+            "b_word": In(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, (self.b_depth - 1).bit_length())),
+                "mask": unsigned(cols),
+                "data": data.ArrayLayout(signed(8), cols)}))),
+            "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n, self.b_depth))),
+            "out": Out(stream.Signature(acc_row_layout(rows, cols, max_m, max_n, acc_width))),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C = self.rows, self.cols
+        mesh = m.submodules.mesh = Mesh(R, C, a_width=9, b_width=8, acc_width=self.acc_width)
+        for i, mem in enumerate(self.a_banks):
+            m.submodules[f"a_bank_{i}"] = mem
+        for j, mem in enumerate(self.b_banks):
+            m.submodules[f"b_bank_{j}"] = mem
+
+        en = Signal()                      # array-wide clock enable (stall on back-pressure)
+        m.d.comb += [en.eq(~self.out.valid | self.out.ready), mesh.en.eq(en)]
+
+        # ---- command registers and tile counters
+        k_len = Signal.like(self.cmd.payload.k)
+        m_len = Signal.like(self.cmd.payload.m)
+        n_len = Signal.like(self.cmd.payload.n)
+        a_signed = Signal()
+        pitch = Signal(range(a_pitch(self.max_k, self.a_align) + 1))
+        b_offset = Signal.like(self.cmd.payload.b_offset)
+        period = Signal(range(max(self.max_k, R, C) + 1))
+        n_tiles_m = math.ceil(self.max_m / R)
+        n_tiles_n = math.ceil(self.max_n / C)
+        tm = Signal(range(n_tiles_m + 1))
+        tn = Signal(range(n_tiles_n + 1))
+        step = Signal(range(max(self.max_k, R, C) + 1))
+        a_base = Signal(range(self.a_depth * self.a_word_bytes + self.max_k + 1))   # bytes
+        b_base = Signal(range(self.b_depth + self.max_k + 1))
+        tiles_m = Signal(range(n_tiles_m + 1))
+        tiles_n = Signal(range(n_tiles_n + 1))
+        pending = Signal(range(n_tiles_m * n_tiles_n + 1))   # tiles fed but not yet drained
+        state = Signal(_State)
+
+        m.d.comb += self.cmd.ready.eq(state == _State.IDLE)
+        feeding = Signal()
+        m.d.comb += feeding.eq(state == _State.RUN)
+
+        # ---- operand reads (synchronous, held while stalled)
+        m.d.comb += self.a_load.ready.eq(1)
+        for i, mem in enumerate(self.a_banks):
+            wr = mem.write_port()
+            m.d.comb += [wr.addr.eq(self.a_load.payload.addr), wr.data.eq(self.a_load.payload.value),
+                         wr.en.eq(self.a_load.valid & (self.a_load.payload.bank == i))]
+        m.d.comb += [self.b_load.ready.eq(1), self.b_word.ready.eq(1)]
+        bw = self.b_word.payload
+        for j, mem in enumerate(self.b_banks):
+            wr = mem.write_port()
+            with m.If(self.b_word.valid):
+                m.d.comb += [wr.addr.eq(bw.addr), wr.data.eq(bw.data[j]),
+                             wr.en.eq(bw.mask[j])]
+            with m.Else():
+                m.d.comb += [wr.addr.eq(self.b_load.payload.addr),
+                             wr.data.eq(self.b_load.payload.value),
+                             wr.en.eq(self.b_load.valid & (self.b_load.payload.bank == j))]
+        a_reads = [mem.read_port(transparent_for=()) for mem in self.a_banks]
+        b_reads = [mem.read_port(transparent_for=()) for mem in self.b_banks]
+        aw_bits = (self.a_word_bytes - 1).bit_length()
+        a_byte = Signal.like(a_base)
+        a_sel = Signal(max(1, aw_bits))              # byte of the word being read, one cycle on
+        m.d.comb += a_byte.eq(a_base + step)
+        with m.If(en):
+            m.d.sync += a_sel.eq(a_byte[:aw_bits] if aw_bits else 0)
+        for port in a_reads:
+            m.d.comb += [port.addr.eq(a_byte >> aw_bits), port.en.eq(en)]
+        for port in b_reads:
+            m.d.comb += [port.addr.eq(b_base + step), port.en.eq(en)]
+
+        # Flags of the step being read, delayed one cycle to line up with the read data.
+        valid_q, first_q, last_q = Signal(), Signal(), Signal()
+        tile_start = Signal()
+        with m.If(en):
+            m.d.sync += [
+                valid_q.eq(feeding & (step < k_len)),
+                first_q.eq(feeding & (step == 0)),
+                last_q.eq(feeding & (step == k_len - 1)),
+            ]
+        m.d.comb += tile_start.eq(feeding & (step == 0))
+
+        a_vals = [Signal(signed(9), name=f"a_val_{i}") for i in range(R)]
+        for i in range(R):
+            raw = a_reads[i].data.word_select(a_sel, 8) if aw_bits else a_reads[i].data
+            m.d.comb += a_vals[i].eq(Mux(a_signed, raw.as_signed(), raw.as_unsigned()))
+
+        # ---- input skew: row i delayed by i cycles, column j by j cycles
+        def delayed(sig, cycles, name):
+            cur = sig
+            for d in range(cycles):
+                nxt = Signal.like(sig, name=f"{name}_d{d}")
+                with m.If(en):
+                    m.d.sync += nxt.eq(cur)
+                cur = nxt
+            return cur
+
+        for i in range(R):
+            m.d.comb += [
+                mesh.a[i].eq(delayed(a_vals[i], i, f"a{i}")),
+                mesh.valid[i].eq(delayed(valid_q, i, f"v{i}")),
+                mesh.first[i].eq(delayed(first_q, i, f"f{i}")),
+                mesh.last[i].eq(delayed(last_q, i, f"l{i}")),
+            ]
+        for j in range(C):
+            m.d.comb += mesh.b[j].eq(delayed(b_reads[j].data, j, f"b{j}"))
+
+        # ---- tile bookkeeping for the drain: (first row index, column tile) per fed tile
+        info = m.submodules.tile_info = fifo.SyncFIFO(
+            width=len(self.out.payload.m) + len(self.out.payload.tn) + 1, depth=4)
+        m_base_wide = Signal(range(n_tiles_m * R + 1))
+        m.d.comb += [
+            info.w_en.eq(en & tile_start),
+            info.w_data.eq(m_base_wide | (tn << len(self.out.payload.m))),
+        ]
+
+        # ---- feeder FSM
+        with m.Switch(state):
+            with m.Case(_State.IDLE):
+                with m.If(self.cmd.valid):
+                    cmd = self.cmd.payload
+                    m.d.sync += [
+                        k_len.eq(cmd.k), m_len.eq(cmd.m), n_len.eq(cmd.n),
+                        a_signed.eq(cmd.a_signed),
+                        period.eq(Mux(cmd.k > max(R, C), cmd.k, max(R, C))),
+                        tiles_m.eq((cmd.m + R - 1) // R), tiles_n.eq((cmd.n + C - 1) // C),
+                        pitch.eq((cmd.k + self.a_align - 1) // self.a_align * self.a_align),
+                        b_offset.eq(cmd.b_offset),
+                        tm.eq(0), tn.eq(0), step.eq(0), a_base.eq(0), b_base.eq(cmd.b_offset),
+                        m_base_wide.eq(0),
+                    ]
+                    with m.If((cmd.m != 0) & (cmd.n != 0) & (cmd.k != 0)):
+                        m.d.sync += state.eq(_State.RUN)
+            with m.Case(_State.RUN):
+                with m.If(en):
+                    with m.If(step + 1 < period):
+                        m.d.sync += step.eq(step + 1)
+                    with m.Else():
+                        m.d.sync += step.eq(0)
+                        with m.If(tn + 1 < tiles_n):
+                            m.d.sync += [tn.eq(tn + 1), b_base.eq(b_base + k_len)]
+                        with m.Else():
+                            m.d.sync += [tn.eq(0), b_base.eq(b_offset)]
+                            with m.If(tm + 1 < tiles_m):
+                                m.d.sync += [tm.eq(tm + 1), a_base.eq(a_base + pitch),
+                                             m_base_wide.eq(m_base_wide + R)]
+                            with m.Else():
+                                m.d.sync += state.eq(_State.IDLE)
+
+        # ---- drain: read row r of the finished tile each cycle
+        draining = Signal()
+        row = Signal(range(R + 1))
+        cur_m_base = Signal.like(m_base_wide)
+        cur_tn = Signal.like(tn)
+        row_m = Signal.like(m_base_wide)
+        m.d.comb += row_m.eq(cur_m_base + row)
+        start_drain = Signal()
+        m.d.comb += [start_drain.eq(en & mesh.row0_done), info.r_en.eq(start_drain)]
+        info_m = info.r_data[:len(self.out.payload.m)]
+        info_tn = info.r_data[len(self.out.payload.m):]
+
+        # Row 0 is read in the cycle row0_done pulses (from the FIFO head), later rows from regs.
+        sel_row = Signal(range(R))
+        sel_m = Signal.like(m_base_wide)
+        sel_tn = Signal.like(tn)
+        emit = Signal()
+        with m.If(mesh.row0_done):
+            m.d.comb += [sel_row.eq(0), sel_m.eq(info_m), sel_tn.eq(info_tn), emit.eq(1)]
+        with m.Else():
+            m.d.comb += [sel_row.eq(row), sel_m.eq(row_m), sel_tn.eq(cur_tn), emit.eq(draining)]
+        with m.If(en):
+            with m.If(mesh.row0_done):
+                m.d.sync += [draining.eq(R > 1), row.eq(1), cur_m_base.eq(info_m),
+                             cur_tn.eq(info_tn)]
+            with m.Elif(draining):
+                m.d.sync += row.eq(row + 1)
+                with m.If(row == R - 1):
+                    m.d.sync += draining.eq(0)
+
+        m.d.comb += [
+            self.out.valid.eq(emit & (sel_m < m_len)),
+            self.out.payload.m.eq(sel_m),
+            self.out.payload.tn.eq(sel_tn),
+        ]
+        with m.Switch(sel_row):
+            for i in range(R):
+                with m.Case(i):
+                    m.d.comb += self.out.payload.acc.eq(mesh.results[i])
+
+        # ---- busy: from command until the last tile is drained
+        last_row = Signal()
+        m.d.comb += last_row.eq(en & ((draining & (row == R - 1)) |
+                                      (mesh.row0_done & (R == 1))))
+        with m.If(en):
+            m.d.sync += pending.eq(pending + tile_start - last_row)
+        m.d.comb += self.busy.eq((state != _State.IDLE) | (pending != 0))
+        return m

@@ -1,0 +1,1 @@
+"""AXI interfaces, DMA engines and the DDR load engine."""

@@ -1,0 +1,234 @@
+"""DDR load engine: one AXI4 read DMA whose packed words are regrouped into the words of the
+on-chip memory a LOAD names (weights, lane constants, activations, LayerNorm γ/β, residual rows,
+program instructions)."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.quant import ops
+
+from rtl.bus.axi import axi4_from_config
+from rtl.config import AccelConfig
+from rtl.bus.dma import DMAReader
+from rtl.control.isa import INSTR_BITS, Dest
+from rtl.array.lanes import LaneConstant
+
+__all__ = ["Loader", "WordResizer", "LoadTarget", "dest_word_bytes", "CONST_RECORD_BYTES",
+           "LNP_RECORD_BYTES"]
+
+CONST_RECORD_BYTES = 8   # per lane: int32 bias, uint16 multiplier, uint8 shift, pad
+LNP_RECORD_BYTES = 16    # per element: int32 γ, 4 pad, int64 β
+
+
+class LoadTarget:
+    """Loader destination codes: the ISA's :class:`rtl.control.isa.Dest` plus the program memory."""
+    IMEM = 7
+
+
+def dest_word_bytes(cfg: AccelConfig) -> dict[int, int]:
+    """Bytes of one destination word, per destination code."""
+    C = cfg.array_cols
+    return {Dest.B.value: C, Dest.CONST.value: C * CONST_RECORD_BYTES, Dest.ACT.value: C,
+            Dest.LNP.value: cfg.ln_lanes * LNP_RECORD_BYTES, Dest.RES.value: 2 * C,
+            LoadTarget.IMEM: INSTR_BITS // 8}
+
+
+class WordResizer(wiring.Component):
+    """Groups ``ratio`` consecutive input words into one output word (first word in the low
+    bits), with no added latency: the output is valid in the cycle the last part arrives."""
+
+    def __init__(self, in_bits: int, ratio: int):
+        if ratio < 1:
+            raise ValueError(f"ratio must be >= 1, got {ratio}")
+        self.in_bits, self.ratio = in_bits, ratio
+        super().__init__({"i": In(stream.Signature(unsigned(in_bits))),
+                          "o": Out(stream.Signature(unsigned(in_bits * ratio)))})
+
+    def elaborate(self, platform):
+        m = Module()
+        if self.ratio == 1:
+            m.d.comb += [self.o.valid.eq(self.i.valid), self.o.payload.eq(self.i.payload),
+                         self.i.ready.eq(self.o.ready)]
+            return m
+        parts = [Signal(self.in_bits, name=f"part_{p}") for p in range(self.ratio - 1)]
+        count = Signal(range(self.ratio))
+        full = count == self.ratio - 1
+        m.d.comb += [self.o.payload.eq(Cat(*parts, self.i.payload)),
+                     self.o.valid.eq(self.i.valid & full),
+                     self.i.ready.eq(~full | self.o.ready)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += count.eq(Mux(full, 0, count + 1))
+            with m.Switch(count):
+                for p in range(self.ratio - 1):
+                    with m.Case(p):
+                        m.d.sync += parts[p].eq(self.i.payload)
+        return m
+
+
+class Loader(wiring.Component):
+    """Executes one load at a time: ``length = words × word_bytes(dest)`` bytes from ``addr``.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    addr_widths : dict
+        Address width of each on-chip destination (by destination code).
+    m_width, tn_width : int
+        Row and column-tile widths of the lanes' residual addressing (``Dest.RES``).
+
+    Attributes
+    ----------
+    cmd : In(stream) of ``{dest, addr, words, row_words, ddr_addr}``; accepted when idle
+    axi : Out(AXI4 manager) (read channels only)
+    b_wr, act_wr : Out(stream) of ``{addr, data[C bytes]}``
+    const_wr : Out(stream) of ``{addr, value: C × LaneConstant}`` (the lanes' ``const_load``)
+    lnp_wr : Out(stream) of ``{addr, gamma, beta}`` per LayerNorm word (``ln_lanes`` elements)
+    res_row : Out(stream) of ``{m, tn, acc[C]}`` int16 values sign-extended (into the lanes)
+    imem_wr : Out(stream) of ``{addr, data[256]}``
+    busy, error : Out(1) (``error``: a non-OKAY read response, sticky until ``clear_error``)
+    beats : Out(1), a data word arrived (byte counter)
+    """
+
+    def __init__(self, cfg: AccelConfig, addr_widths: dict[int, int], m_width: int,
+                 tn_width: int, gamma_width: int, beta_width: int):
+        C = cfg.array_cols
+        nb = cfg.axi_bytes
+        self.cfg = cfg
+        self.word_bytes = dest_word_bytes(cfg)
+        for code, wb in self.word_bytes.items():
+            if wb % nb:
+                raise ValueError(f"destination {code}: a {wb}-byte word is not a multiple of the "
+                                 f"{nb}-byte AXI word (array_cols and 16·ln_lanes must be "
+                                 f"multiples of axi_data_width/8)")
+        self.addr_width = max(addr_widths.values())
+        self.addr_widths = addr_widths
+        self.reader = DMAReader(cfg)
+        lanes = cfg.ln_lanes
+        super().__init__({
+            "cmd": In(stream.Signature(data.StructLayout({
+                "dest": unsigned(3), "addr": unsigned(20), "words": unsigned(20),
+                "row_words": unsigned(8), "ddr_addr": unsigned(cfg.axi_addr_width)}))),
+            "axi": Out(axi4_from_config(cfg)),
+            "b_wr": Out(stream.Signature(data.StructLayout({
+                "addr": unsigned(addr_widths[Dest.B.value]),
+                "data": data.ArrayLayout(signed(8), C)}))),
+            "act_wr": Out(stream.Signature(data.StructLayout({
+                "addr": unsigned(addr_widths[Dest.ACT.value]),
+                "data": data.ArrayLayout(unsigned(8), C)}))),
+            "const_wr": Out(stream.Signature(data.StructLayout({
+                "addr": unsigned(addr_widths[Dest.CONST.value]),
+                "value": data.ArrayLayout(LaneConstant, C)}))),
+            "lnp_wr": Out(stream.Signature(data.StructLayout({
+                "addr": unsigned(addr_widths[Dest.LNP.value]),
+                "gamma": data.ArrayLayout(signed(gamma_width), lanes),
+                "beta": data.ArrayLayout(signed(beta_width), lanes)}))),
+            "res_row": Out(stream.Signature(data.StructLayout({
+                "m": unsigned(m_width), "tn": unsigned(tn_width),
+                "acc": data.ArrayLayout(signed(32), C)}))),
+            "imem_wr": Out(stream.Signature(data.StructLayout({
+                "addr": unsigned(addr_widths[LoadTarget.IMEM]), "data": unsigned(INSTR_BITS)}))),
+            "busy": Out(1),
+            "error": Out(1),
+            "clear_error": In(1),
+            "beats": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        C = cfg.array_cols
+        nb = cfg.axi_bytes
+        m.submodules.reader = reader = self.reader
+        wiring.connect(m, reader.axi, wiring.flipped(self.axi))
+        m.d.comb += [self.error.eq(reader.error), reader.clear_error.eq(self.clear_error),
+                     self.beats.eq(reader.beats)]
+
+        dest = Signal(3)
+        addr = Signal(self.addr_width)
+        words_left = Signal(20)
+        row_words = Signal(8)
+        res_m = Signal(len(self.res_row.payload.m))
+        res_tn = Signal(len(self.res_row.payload.tn))
+        running = Signal()
+        desc_sent = Signal()
+
+        m.d.comb += self.cmd.ready.eq(~running)
+        with m.If(self.cmd.valid & ~running):
+            cmd = self.cmd.payload
+            m.d.sync += [dest.eq(cmd.dest), addr.eq(cmd.addr), words_left.eq(cmd.words),
+                         row_words.eq(cmd.row_words), res_m.eq(cmd.addr), res_tn.eq(0),
+                         running.eq(cmd.words != 0), desc_sent.eq(0)]
+        # Descriptor: length = words × word bytes of the destination.
+        length = Signal(32)
+        with m.Switch(dest):
+            for code, wb in self.word_bytes.items():
+                with m.Case(code):
+                    m.d.comb += length.eq(words_left * wb)
+        ddr_addr = Signal(cfg.axi_addr_width)
+        with m.If(self.cmd.valid & ~running):
+            m.d.sync += ddr_addr.eq(self.cmd.payload.ddr_addr)
+        m.d.comb += [reader.desc.valid.eq(running & ~desc_sent),
+                     reader.desc.payload.addr.eq(ddr_addr),
+                     reader.desc.payload.length.eq(length)]
+        with m.If(reader.desc.valid & reader.desc.ready):
+            m.d.sync += desc_sent.eq(1)
+
+        # One resizer per distinct word size; the reader's words go to the current one.
+        sizes = sorted(set(self.word_bytes.values()))
+        resizers = {}
+        for wb in sizes:
+            rs = WordResizer(8 * nb, wb // nb)
+            m.submodules[f"resize_{wb}"] = rs
+            resizers[wb] = rs
+        word_valid = Signal()
+        word_ready = Signal()
+        word = Signal(8 * max(sizes))
+        with m.Switch(dest):
+            for code, wb in self.word_bytes.items():
+                with m.Case(code):
+                    rs = resizers[wb]
+                    m.d.comb += [rs.i.valid.eq(reader.data.valid & running),
+                                 rs.i.payload.eq(reader.data.payload.data),
+                                 reader.data.ready.eq(rs.i.ready & running),
+                                 word_valid.eq(rs.o.valid), word.eq(rs.o.payload),
+                                 rs.o.ready.eq(word_ready)]
+
+        targets = {
+            Dest.B.value: self.b_wr, Dest.ACT.value: self.act_wr, Dest.CONST.value: self.const_wr,
+            Dest.LNP.value: self.lnp_wr, Dest.RES.value: self.res_row,
+            LoadTarget.IMEM: self.imem_wr,
+        }
+        for code, port in targets.items():
+            with m.If(dest == code):
+                m.d.comb += [port.valid.eq(word_valid), word_ready.eq(port.ready)]
+        m.d.comb += [self.b_wr.payload.addr.eq(addr), self.b_wr.payload.data.eq(word),
+                     self.act_wr.payload.addr.eq(addr), self.act_wr.payload.data.eq(word),
+                     self.imem_wr.payload.addr.eq(addr), self.imem_wr.payload.data.eq(word),
+                     self.const_wr.payload.addr.eq(addr), self.lnp_wr.payload.addr.eq(addr)]
+        rec = CONST_RECORD_BYTES * 8
+        for j in range(C):
+            k = self.const_wr.payload.value[j]
+            m.d.comb += [k.bias.eq(word[j * rec: j * rec + 32].as_signed()),
+                         k.mult.eq(word[j * rec + 32: j * rec + 32 + ops.MULT_BITS]),
+                         k.shift.eq(word[j * rec + 48: j * rec + 54])]
+        rec = LNP_RECORD_BYTES * 8
+        for j in range(cfg.ln_lanes):
+            m.d.comb += [self.lnp_wr.payload.gamma[j].eq(word[j * rec: j * rec + 32].as_signed()),
+                         self.lnp_wr.payload.beta[j].eq(word[j * rec + 64: j * rec + 128].as_signed())]
+        m.d.comb += [self.res_row.payload.m.eq(res_m), self.res_row.payload.tn.eq(res_tn)]
+        for j in range(C):
+            m.d.comb += self.res_row.payload.acc[j].eq(word[16 * j: 16 * j + 16].as_signed())
+
+        with m.If(word_valid & word_ready):
+            m.d.sync += [addr.eq(addr + 1), words_left.eq(words_left - 1)]
+            with m.If(res_tn + 1 == row_words):
+                m.d.sync += [res_tn.eq(0), res_m.eq(res_m + 1)]
+            with m.Else():
+                m.d.sync += res_tn.eq(res_tn + 1)
+            with m.If(words_left == 1):
+                m.d.sync += running.eq(0)
+        m.d.comb += self.busy.eq(running | reader.busy)
+        return m

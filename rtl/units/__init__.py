@@ -1,0 +1,1 @@
+"""The nonlinear units: softmax, LayerNorm, router and their arithmetic."""

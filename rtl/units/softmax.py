@@ -1,0 +1,244 @@
+"""Single-pass (online) row softmax on base-2 Q16 logits, bit for bit ``ops.softmax_online``.
+
+A row streams in one score per cycle per lane. While it arrives, each lane keeps the running
+integer exponent ``K`` and the Q16 sum ``S`` (rescaled by a shift whenever ``K`` grows) and writes
+the score into a row bank. When the row's last score has been folded in, a sequential divider
+computes the row's reciprocal ``R = floor(2**40 / S)``; a second pass then reads the bank back
+and emits ``saturate(round_shift(exp2_neg(K*2**16 - t) * R, 40 - out_frac), out_bits)`` one per
+cycle. With ``banks >= 2`` row banks, the next rows stream in while earlier rows are divided
+and emitted.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.quant import ops
+from rtl.units.arith import banked_row_schedule, bits_for, ceil_q16, round_shift, saturate_unsigned
+from rtl.units.divider import ReciprocalDivider
+from rtl.units.rowbank import BankState, RowBankRing
+from rtl.units.exp2 import Exp2Neg
+
+__all__ = ["Softmax", "softmax_schedule", "SOFTMAX_FILL_LATENCY", "SOFTMAX_OUT_LATENCY"]
+
+# Cycles from a row's last accepted score to its bank being marked filled (visible).
+SOFTMAX_FILL_LATENCY = 3
+# Cycles from the emit pass's start (its load cycle) to the first probability on ``o``.
+SOFTMAX_OUT_LATENCY = 5
+# Reciprocal quotient width: S >= 2**15, so floor(2**40 / S) <= 2**25.
+RECIP_BITS = ops.SOFTMAX_RECIP_BITS - ops.EXP_FRAC + 2
+
+
+def softmax_schedule(lengths: list[int], banks: int = 3,
+                     recip_cycles: int = RECIP_BITS + 1) -> list[tuple[int, int]]:
+    """The unit's cycle formula: :func:`rtl.units.arith.banked_row_schedule` with fill latency 3,
+    ``recip_cycles`` (27) for the reciprocal and output latency 5.
+
+    For rows ``r`` of ``L_r`` scores offered back to back (input always valid, output always
+    ready), first score accepted in cycle 0, it returns per row the cycle of its first accepted
+    score and of its last probability on ``o``. One row alone takes ``2 L + 35`` cycles from
+    first score to last probability. In steady state with equal rows the average period is
+    ``max(L, recip_cycles + 1, (2 L + 31) / banks)`` cycles per row (per lane): ``L + 15.5``
+    with 2 banks, ``L`` (one score per cycle per lane) with 3 banks once ``L >= 28``.
+    Back-pressure on ``o`` stalls the emit pipeline as a whole; each stalled cycle delays
+    completion by at most one.
+    """
+    return banked_row_schedule(lengths, banks, SOFTMAX_FILL_LATENCY, recip_cycles,
+                               SOFTMAX_OUT_LATENCY)
+
+
+class Softmax(wiring.Component):
+    """Online row softmax, ``lanes`` rows side by side (lock-step, equal lengths).
+
+    Parameters
+    ----------
+    max_len : int
+        Longest row (scores per lane); longer rows set ``overflow`` and are not valid.
+    lanes : int
+        Independent rows processed in parallel, one score each per cycle.
+    out_frac, out_bits : int
+        Output format, unsigned Q``out_frac`` saturated to ``out_bits`` (attention: Q8 in 8
+        bits, gate probabilities: Q16 in 16 bits).
+    in_width : int
+        Width of the signed Q16 base-2 scores (32 for int32 logits; at most 41).
+    banks : int
+        Row buffers (>= 2). 2 overlaps input and output; 3 (default) also hides the divider,
+        so rows of 28 or more scores stream at one score per cycle per lane.
+
+    Attributes
+    ----------
+    i : In(stream) of ``{t: ArrayLayout(signed(in_width), lanes), last}``; ``last`` marks a
+        row's final score.
+    o : Out(stream) of ``{p: ArrayLayout(unsigned(out_bits), lanes), last}``, rows in order.
+    overflow : Out(1), sticky: a row had more than ``max_len`` scores.
+    rows : Memory of ``ArrayLayout(signed(in_width), lanes)``, ``banks * max_len`` words.
+    """
+
+    def __init__(self, max_len: int, lanes: int = 1, out_frac: int = 8, out_bits: int = 8,
+                 in_width: int = 32, banks: int = 3):
+        problems = []
+        if max_len < 1:
+            problems.append(f"max_len must be >= 1, got {max_len}")
+        if lanes < 1:
+            problems.append(f"lanes must be >= 1, got {lanes}")
+        if not 0 <= out_frac < ops.SOFTMAX_RECIP_BITS:
+            problems.append(f"out_frac must be in 0..{ops.SOFTMAX_RECIP_BITS - 1}")
+        if not 1 <= out_bits <= 32:
+            problems.append("out_bits must be in 1..32")
+        if not 17 <= in_width <= 41:
+            problems.append("in_width must be in 17..41 (|t| < 2**40)")
+        if banks < 2:
+            problems.append("banks must be >= 2")
+        if problems:
+            raise ValueError("Softmax: " + "; ".join(problems))
+        self.max_len, self.lanes, self.banks = max_len, lanes, banks
+        self.out_frac, self.out_bits, self.in_width = out_frac, out_bits, in_width
+        self.s_width = bits_for(max_len << ops.EXP_FRAC)        # S <= L * 2**16
+        self.k_width = in_width - ops.EXP_FRAC + 2             # ceil(t / 2**16), signed
+        self.u_width = in_width + 1                            # K*2**16 - t >= 0
+        self.rows = memory.Memory(shape=data.ArrayLayout(signed(in_width), lanes),
+                                  depth=banks * max_len, init=[])
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "t": data.ArrayLayout(signed(in_width), lanes), "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "p": data.ArrayLayout(unsigned(out_bits), lanes), "last": 1}))),
+            "overflow": Out(1),
+        })
+
+    def recip_cycles(self) -> int:
+        """Divider cycles per row (acceptance to quotient)."""
+        return RECIP_BITS + 1
+
+    def schedule(self, lengths: list[int]) -> list[tuple[int, int]]:
+        """:func:`softmax_schedule` for this unit's parameters."""
+        return softmax_schedule(lengths, self.banks, self.recip_cycles())
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rows = self.rows
+        NL, NB = self.lanes, self.banks
+        kw, sw, uw = self.k_width, self.s_width, self.u_width
+        len_shape = range(self.max_len + 1)
+
+
+        # Per-bank row state and results.
+        ring = RowBankRing(NB, self.max_len, len_shape)
+        bstate = ring.state
+        b_len = Array([Signal(len_shape, name=f"bank{b}_len") for b in range(NB)])
+        b_k = Array([Array([Signal(signed(kw), name=f"bank{b}_K{j}") for j in range(NL)])
+                     for b in range(NB)])
+        b_s = Array([Array([Signal(sw, name=f"bank{b}_S{j}") for j in range(NL)])
+                     for b in range(NB)])
+        b_r = Array([Array([Signal(RECIP_BITS, name=f"bank{b}_R{j}") for j in range(NL)])
+                     for b in range(NB)])
+
+        # ---------------------------------------------------------------- pass 1: accumulate
+        a_bank = Signal(range(NB))
+        a_idx = Signal(len_shape)
+        a_open = Signal()                     # a row is being written into a_bank
+        accept = Signal()
+        m.d.comb += [self.i.ready.eq(a_open | (bstate[a_bank] == BankState.FREE)),
+                     accept.eq(self.i.valid & self.i.ready)]
+        wr = self.rows.write_port()
+        m.d.comb += [wr.addr.eq(ring.base(a_bank) + a_idx), wr.data.eq(self.i.payload.t),
+                     wr.en.eq(accept & (a_idx < self.max_len))]
+        last_in = self.i.payload.last
+        with m.If(accept):
+            m.d.sync += [a_idx.eq(Mux(last_in, 0, a_idx + 1)), a_open.eq(~last_in)]
+            with m.If(~a_open):
+                m.d.sync += bstate[a_bank].eq(BankState.FILLING)
+            with m.If(last_in):
+                m.d.sync += a_bank.eq(ring.next(a_bank))
+            with m.If(a_idx >= self.max_len):
+                m.d.sync += self.overflow.eq(1)
+
+        # Pipeline stages 1, 2 (the exp2 latency) carry the row bookkeeping.
+        a_v = [Signal(name=f"a_valid{s}") for s in (1, 2)]
+        a_first = [Signal(name=f"a_first{s}") for s in (1, 2)]
+        a_last = [Signal(name=f"a_last{s}") for s in (1, 2)]
+        a_bk = [Signal(range(NB), name=f"a_bank{s}") for s in (1, 2)]
+        a_n = [Signal(len_shape, name=f"a_len{s}") for s in (1, 2)]
+        m.d.sync += [a_v[0].eq(accept), a_first[0].eq(~a_open), a_last[0].eq(last_in),
+                     a_bk[0].eq(a_bank), a_n[0].eq(a_idx + 1),
+                     a_v[1].eq(a_v[0]), a_first[1].eq(a_first[0]), a_last[1].eq(a_last[0]),
+                     a_bk[1].eq(a_bk[0]), a_n[1].eq(a_n[0])]
+        with m.If(a_v[1] & a_last[1]):
+            m.d.sync += [b_len[a_bk[1]].eq(a_n[1]), bstate[a_bk[1]].eq(BankState.FILLED)]
+
+        for j in range(NL):
+            t = self.i.payload.t[j]
+            k = Signal(signed(kw), name=f"K{j}")
+            s = Signal(sw, name=f"S{j}")
+            c = Signal(signed(kw), name=f"ceil{j}")
+            kn = Signal(signed(kw), name=f"K_new{j}")
+            m.d.comb += [c.eq(ceil_q16(t)), kn.eq(Mux(~a_open | (c > k), c, k))]
+            with m.If(accept):
+                m.d.sync += k.eq(kn)
+            exp = m.submodules[f"exp_in{j}"] = Exp2Neg(uw)
+            m.d.comb += [exp.u.eq(((kn << ops.EXP_FRAC) - t)[:uw]), exp.en.eq(1)]
+            # K - K_prev >= 0; shifts of S beyond its width give 0.
+            delta = Signal(kw + 1, name=f"delta{j}")
+            m.d.comb += delta.eq((kn - k)[:kw + 1])
+            sh = [Signal(range(sw + 1), name=f"shift{j}_{s_}") for s_ in (1, 2)]
+            kp = [Signal(signed(kw), name=f"K{j}_{s_}") for s_ in (1, 2)]
+            m.d.sync += [sh[0].eq(Mux(delta > sw, sw, delta)), sh[1].eq(sh[0]),
+                         kp[0].eq(kn), kp[1].eq(kp[0])]
+            s_new = Signal(sw + 1, name=f"S_new{j}")
+            m.d.comb += s_new.eq(Mux(a_first[1], 0, s >> sh[1]) + exp.result)
+            with m.If(a_v[1]):
+                m.d.sync += s.eq(s_new)
+                with m.If(a_last[1]):
+                    m.d.sync += [b_k[a_bk[1]][j].eq(kp[1]), b_s[a_bk[1]][j].eq(s_new)]
+
+        # ------------------------------------------------------------ reciprocal, per row
+        s_bank = Signal(range(NB))
+        divs = []
+        for j in range(NL):
+            div = m.submodules[f"recip{j}"] = ReciprocalDivider(
+                ops.SOFTMAX_RECIP_BITS, sw, RECIP_BITS)
+            divs.append(div)
+            m.d.comb += [div.i.valid.eq(bstate[s_bank] == BankState.FILLED),
+                         div.i.payload.eq(b_s[s_bank][j]), div.o.ready.eq(1)]
+            with m.If(div.o.valid):
+                m.d.sync += b_r[s_bank][j].eq(div.o.payload)
+        with m.If(divs[0].o.valid):          # the lanes' dividers run in lock-step
+            m.d.sync += [bstate[s_bank].eq(BankState.READY), s_bank.eq(ring.next(s_bank))]
+
+        # --------------------------------------------------------------- pass 2: emit
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        b_row_k = [Signal(signed(kw), name=f"emit_K{j}") for j in range(NL)]
+        b_row_r = [Signal(RECIP_BITS, name=f"emit_R{j}") for j in range(NL)]
+        rd = self.rows.read_port(transparent_for=())
+        m.d.comb += [rd.addr.eq(ring.read_addr()), rd.en.eq(advance)]
+        e_v = [Signal(name=f"e_valid{s}") for s in (1, 2, 3)]
+        e_last = [Signal(name=f"e_last{s}") for s in (1, 2, 3)]
+        with m.If(advance):
+            m.d.sync += [e_v[0].eq(ring.active), e_last[0].eq(ring.final),
+                         e_v[1].eq(e_v[0]), e_last[1].eq(e_last[0]),
+                         e_v[2].eq(e_v[1]), e_last[2].eq(e_last[1]),
+                         self.o.valid.eq(e_v[2]), self.o.payload.last.eq(e_last[2])]
+        # Read-out (after the block above so that its assignments win), then this unit's
+        # per-row registers for the row being loaded.
+        ring.readout(m, advance, b_len)
+        with m.If(ring.load):
+            m.d.sync += [b_row_k[j].eq(b_k[ring.cand][j]) for j in range(NL)]
+            m.d.sync += [b_row_r[j].eq(b_r[ring.cand][j]) for j in range(NL)]
+        for j in range(NL):
+            kr = [Signal(signed(kw), name=f"e_K{j}_1")]
+            rr = [Signal(RECIP_BITS, name=f"e_R{j}_{s}") for s in (1, 2, 3)]
+            exp = m.submodules[f"exp_out{j}"] = Exp2Neg(uw)
+            m.d.comb += [exp.u.eq(((kr[0] << ops.EXP_FRAC) - rd.data[j])[:uw]),
+                         exp.en.eq(advance)]
+            prod = Signal(ops.EXP_FRAC + 1 + RECIP_BITS, name=f"prod{j}")
+            m.d.comb += prod.eq(exp.result * rr[2])
+            with m.If(advance):
+                m.d.sync += [kr[0].eq(b_row_k[j]), rr[0].eq(b_row_r[j]), rr[1].eq(rr[0]),
+                             rr[2].eq(rr[1]),
+                             self.o.payload.p[j].eq(saturate_unsigned(
+                                 round_shift(prod, ops.SOFTMAX_RECIP_BITS - self.out_frac),
+                                 self.out_bits))]
+        return m
