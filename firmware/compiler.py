@@ -34,11 +34,9 @@ from firmware.image import ModelImage
 from golden.quant import ops
 from golden.quant.model import IntLinear, IntM3ViT, IntMlp, Requant
 
-from rtl.datapath.compute import memory_words
-from rtl.config import AccelConfig
-from rtl.control.isa import MAX_TASKS, Base, Dest, Op, OutDest, Unit, encode
-from rtl.bus.loader import CONST_RECORD_BYTES, LNP_RECORD_BYTES
 from rtl.array.lanes import Aux, OutBits
+from rtl.config import CONST_RECORD_BYTES, LNP_RECORD_BYTES, AccelConfig
+from rtl.control.isa import MAX_TASKS, Base, Dest, Op, OutDest, Unit, encode
 
 __all__ = ["compile_model", "CompiledModel", "CompileError", "COMPILER_VERSION"]
 
@@ -138,9 +136,9 @@ class _Compiler:
         self.model, self.cfg = model, cfg
         self.mc = mc = model.cfg
         self.C, self.R = cfg.array_cols, cfg.array_rows
-        self.words = memory_words(cfg)
-        self.b_half = cfg.weight_buffer_bytes // self.C
-        self.c_half = cfg.const_words // 2
+        self.words = cfg.memory_words()
+        self.b_half = cfg.b_half_words
+        self.c_half = cfg.const_half_rows
         self.c_static = 2 * self.c_half
         self.data = _Data()
         self.prog = _Program()

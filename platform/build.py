@@ -370,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg = CONFIGS[args.config]
     if args.clock_mhz is not None:
-        cfg = cfg.replace(clock_mhz=args.clock_mhz)
+        try:
+            cfg = cfg.replace(clock_mhz=args.clock_mhz)
+        except ValueError as e:
+            print(f"error: --clock-mhz {args.clock_mhz:g}: {e}", file=sys.stderr)
+            return EXIT_USAGE
     out = Path(args.out) if args.out else Path("build") / args.board
     command = " ".join(["python -m platform.build"] + [shlex.quote(a) for a in argv])
     t0 = time.perf_counter()

@@ -14,13 +14,11 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.bus.axi import axi4_from_config, axi4_lite_from_config
-from rtl.datapath.compute import Compute, memory_words
+from rtl.bus.loader import Loader
 from rtl.config import AccelConfig
 from rtl.control.csr import CSR
-from rtl.control.isa import Dest
-from rtl.units.layernorm import GAMMA_WIDTH
-from rtl.bus.loader import Loader, LoadTarget
 from rtl.control.sequencer import Sequencer
+from rtl.datapath.compute import Compute
 
 __all__ = ["Accelerator"]
 
@@ -43,32 +41,11 @@ class Accelerator(wiring.Component):
     def __init__(self, cfg: AccelConfig):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"expected an AccelConfig, not {cfg!r}")
-        if cfg.axi_masters not in (1, 2):
-            raise ValueError(f"axi_masters must be 1 or 2, got {cfg.axi_masters}")
-        if cfg.experts > cfg.array_cols:
-            raise ValueError(f"experts ({cfg.experts}) must be <= array_cols ({cfg.array_cols})")
         self.cfg = cfg
-        self.words = memory_words(cfg)
-        words = self.words
-        C = cfg.array_cols
-
-        def w(n):
-            return max(1, (n - 1).bit_length())
         self.csr_block = CSR(cfg)
-        tn_width = w(-(-cfg.max_n // C))
-        self.loader = Loader(cfg, {
-            Dest.B.value: w(words["b"]), Dest.CONST.value: w(words["const"]),
-            Dest.ACT.value: w(words["act"]), Dest.LNP.value: w(words["lnp"]),
-            Dest.RES.value: w(cfg.max_tokens), LoadTarget.IMEM: w(cfg.imem_words)},
-            m_width=w(cfg.max_tokens), tn_width=tn_width, gamma_width=GAMMA_WIDTH,
-            beta_width=48)
-        ld = self.loader
-        loader_ports = {name: ld.signature.members[name].signature
-                        for name in ("b_wr", "act_wr", "const_wr", "lnp_wr", "res_row")}
-        self.compute = Compute(cfg, loader_ports)
-        self.sequencer = Sequencer(cfg, {
-            "act": words["act"], "b": words["b"], "const": words["const"],
-            "lnp": words["lnp"], "score_rows": words["score_rows"]})
+        self.loader = Loader(cfg)
+        self.compute = Compute(cfg)
+        self.sequencer = Sequencer(cfg)
         members = {"csr": In(axi4_lite_from_config(cfg)),
                    "m_axi0": Out(axi4_from_config(cfg)),
                    "irq": Out(1),

@@ -1,8 +1,16 @@
 """The accelerator's hardware parameters: one dataclass, the single source of truth.
 
 Every RTL component takes its sizes from an :class:`AccelConfig`; the register map the firmware
-uses and the on-chip memory report are generated from it. Never copy one of these numbers into a
-second place.
+uses, the compiler's memory allocation and the on-chip memory report are generated from it.
+Following Gemmini's config discipline, the config also computes every **derived size** (memory
+depths, ping-pong halves, word ratios; the properties below) and states every **constraint** the
+hardware relies on: a config that constructs also elaborates (``tests/rtl/test_config.py``
+elaborates every named config and random valid ones, and checks that each constraint refuses
+with its reason). It imports only the standard library, because the board's firmware reads it.
+
+The widths of the instruction and register formats that bound a config (``*_BITS`` below) live
+here too; :mod:`rtl.control.isa` and :mod:`rtl.control.registers` take their field widths from
+them.
 """
 
 from __future__ import annotations
@@ -10,9 +18,35 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
-__all__ = ["AccelConfig", "DEFAULT", "SMALL_TEST", "NANO", "CONFIGS"]
+__all__ = ["AccelConfig", "DEFAULT", "SMALL_TEST", "NANO", "CONFIGS", "WORD_ADDR_BITS",
+           "CONST_ROW_BITS", "TOKEN_BITS", "KN_BITS", "ROW_WORDS_BITS", "PC_BITS",
+           "CONST_RECORD_BYTES", "LNP_RECORD_BYTES", "INSTR_BYTES", "REGISTER_SPACE_BITS"]
+
+# Instruction fields (rtl/control/isa.py) whose widths bound a config:
+WORD_ADDR_BITS = 20   # on-chip word addresses and word counts (ACT, B, LNP; LOAD words)
+CONST_ROW_BITS = 16   # lane-constant rows
+TOKEN_BITS = 12       # token counts and indices (m, rows, row0, lengths; CONFIG2.max_tokens)
+KN_BITS = 16          # reduction length K and output width N of a matmul
+ROW_WORDS_BITS = 8    # words per token row (row_words, BLOAD words)
+PC_BITS = 16          # instruction addresses (jump targets, PROGRAM_LEN)
+INSTR_BYTES = 32      # one 256-bit instruction
+# Load records (what a LOAD of CONST / LNP moves per lane or element):
+CONST_RECORD_BYTES = 8    # int32 bias, uint16 multiplier, uint8 shift, pad
+LNP_RECORD_BYTES = 16     # int32 gamma, 4 pad, int64 beta
+REGISTER_SPACE_BITS = 9   # the register map's offsets are below 2**9 (rtl/control/registers.py)
+
+
+def _pow2(n: int) -> bool:
+    return n >= 1 and n & (n - 1) == 0
+
+
+def _bits(n: int) -> int:
+    """Bits of an index into ``n`` items: ``amaranth.utils.ceil_log2(n)``, at least 1 (this
+    module imports no Amaranth; ``tests/rtl/test_config.py`` checks they agree)."""
+    return max(1, (n - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -99,37 +133,214 @@ class AccelConfig:
     uram_min_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
-        problems = []
-        for name in ("array_rows", "array_cols", "operand_width", "acc_width", "axi_masters",
-                     "max_outstanding_reads", "weight_buffer_bytes", "token_buffer_bytes"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1")
-        if self.axi_data_width not in (32, 64, 128, 256, 512, 1024):
-            problems.append(f"axi_data_width {self.axi_data_width} is not an AXI width")
-        if not 1 <= self.max_burst_beats <= 256:
-            problems.append("max_burst_beats must be in 1..256")
-        if self.max_burst_beats * self.axi_data_width // 8 > 4096:
-            problems.append("a maximal burst would exceed 4 KB")
-        if self.acc_width < 2 * self.operand_width:
-            problems.append("acc_width must hold at least one product")
-        for name in ("max_tokens", "max_k", "max_n", "max_dim", "experts", "top_k",
-                     "a_word_bytes", "const_words", "imem_words", "ln_lanes"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1")
-        if self.uram_min_bytes < 0:
-            problems.append("uram_min_bytes must be >= 0")
-        if self.top_k > self.experts:
-            problems.append("top_k must be <= experts")
-        if self.array_cols % max(1, self.a_word_bytes):
-            problems.append("a_word_bytes must divide array_cols")
-        if self.max_dim % max(1, self.ln_lanes):
-            problems.append("ln_lanes must divide max_dim")
+        problems = self._problems()
         if problems:
             raise ValueError("invalid accelerator config: " + "; ".join(problems))
 
+    def _problems(self) -> list[str]:
+        """Every constraint the RTL, the ISA and the register map rely on, as messages."""
+        p = []
+        ints = [f.name for f in dataclasses.fields(self) if f.name != "clock_mhz"]
+        for name in ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                p.append(f"{name} must be an integer, not {v!r}")
+        if p:
+            return p
+        for name in ints:
+            if name != "uram_min_bytes" and getattr(self, name) < 1:
+                p.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.uram_min_bytes < 0:
+            p.append("uram_min_bytes must be >= 0")
+        if not (isinstance(self.clock_mhz, (int, float)) and math.isfinite(self.clock_mhz)
+                and 0 < self.clock_mhz <= 1000):
+            p.append(f"clock_mhz must be a number in (0, 1000], not {self.clock_mhz!r}")
+        if p:
+            return p
+        p += self._bus_problems() + self._datapath_problems() + self._format_problems()
+        return p
+
+    def _bus_problems(self) -> list[str]:
+        p = []
+        if self.axi_data_width not in (32, 64, 128, 256, 512, 1024):
+            p.append(f"axi_data_width {self.axi_data_width} is not an AXI width (32..1024)")
+            return p
+        if not 12 <= self.axi_addr_width <= 64:
+            p.append(f"axi_addr_width must be in 12..64, got {self.axi_addr_width}")
+        if not 1 <= self.axi_id_width <= 32:
+            p.append(f"axi_id_width must be in 1..32, got {self.axi_id_width}")
+        if self.axi_masters not in (1, 2):
+            p.append(f"axi_masters must be 1 or 2, got {self.axi_masters}")
+        if not 1 <= self.max_burst_beats <= 256:
+            p.append("max_burst_beats must be in 1..256")
+        elif self.max_burst_beats * self.axi_bytes > 4096:
+            p.append("a maximal burst would exceed 4 KB")
+        for dest, nbytes in self.load_word_bytes.items():
+            if nbytes % self.axi_bytes:
+                p.append(f"a {dest} load word ({nbytes} bytes) is not a multiple of the "
+                         f"{self.axi_bytes}-byte AXI word")
+        if (2 * self.array_cols) % self.axi_bytes:
+            p.append(f"an output row (2 x array_cols = {2 * self.array_cols} bytes) is not a "
+                     f"multiple of the {self.axi_bytes}-byte AXI word")
+        if not REGISTER_SPACE_BITS <= self.csr_addr_width <= 32:
+            p.append(f"csr_addr_width must be in {REGISTER_SPACE_BITS}..32 (the register map "
+                     f"spans 2**{REGISTER_SPACE_BITS} bytes), got {self.csr_addr_width}")
+        return p
+
+    def _datapath_problems(self) -> list[str]:
+        p = []
+        C = self.array_cols
+        if self.operand_width != 8:
+            p.append("operand_width must be 8 (the array's PEs and the lanes are int8)")
+        if self.acc_width < 2 * self.operand_width:
+            p.append("acc_width must hold at least one product")
+        if self.top_k > self.experts:
+            p.append("top_k must be <= experts")
+        if self.experts > min(C, 64):
+            p.append(f"experts ({self.experts}) must be <= array_cols ({C}) and <= 64: a "
+                     "token's gate logits are one output row")
+        if not _pow2(self.a_word_bytes) or C % self.a_word_bytes:
+            p.append(f"a_word_bytes ({self.a_word_bytes}) must be a power of two dividing "
+                     f"array_cols ({C})")
+        if self.max_dim % self.ln_lanes or C % self.ln_lanes:
+            p.append(f"ln_lanes ({self.ln_lanes}) must divide max_dim ({self.max_dim}) and "
+                     f"array_cols ({C})")
+        if self.max_dim > 1024:
+            p.append("max_dim must be <= 1024 (LayerNorm's proven widths)")
+        if self.weight_buffer_bytes < C:
+            p.append("weight_buffer_bytes must hold at least one word (array_cols bytes)")
+        if self.const_words % 2:
+            p.append("const_words must be even (two ping-pong halves)")
+        return p
+
+    def _format_problems(self) -> list[str]:
+        """The config must fit the instruction and register formats."""
+        p = []
+        limits = [
+            ("array_rows", self.array_rows, 255), ("array_cols", self.array_cols, 255),
+            ("max_tokens", self.max_tokens, (1 << TOKEN_BITS) - 1),
+            ("max_k", self.max_k, (1 << KN_BITS) - 1), ("max_n", self.max_n, (1 << KN_BITS) - 1),
+            ("max_dim / array_cols", self.res_tiles, (1 << ROW_WORDS_BITS) - 1),
+            ("imem_words", self.imem_words, 1 << PC_BITS),
+            ("ACT words", self.act_words, 1 << WORD_ADDR_BITS),
+            ("B words", self.b_words, 1 << WORD_ADDR_BITS),
+            ("lane-constant rows", self.const_rows, 1 << CONST_ROW_BITS),
+            ("max_outstanding_reads", self.max_outstanding_reads, 127),
+            ("weight_buffer_bytes", self.weight_buffer_bytes, (1 << 32) - 1),
+            ("token_buffer_bytes", self.token_buffer_bytes, (1 << 32) - 1),
+            ("experts", self.experts, 127), ("top_k", self.top_k, 63),
+            ("ln_lanes", self.ln_lanes, 127), ("acc_width", self.acc_width, 255),
+        ]
+        for name, value, limit in limits:
+            if value > limit:
+                p.append(f"{name} ({value}) exceeds the format's {limit}")
+        return p
+
+    # ------------------------------------------------------------------ derived sizes
     @property
     def axi_bytes(self) -> int:
+        """Bytes per AXI beat."""
         return self.axi_data_width // 8
+
+    @property
+    def b_half_words(self) -> int:
+        """B-bank words of each ping-pong weight half (one word = ``array_cols`` bytes)."""
+        return self.weight_buffer_bytes // self.array_cols
+
+    @property
+    def const_half_rows(self) -> int:
+        """Lane-constant rows of each ping-pong half."""
+        return self.const_words // 2
+
+    @property
+    def const_static_rows(self) -> int:
+        """Constant rows after the two ping-pong halves: the identity row and the attention
+        scalars (logits, context)."""
+        C = self.array_cols
+        return 1 + math.ceil(self.max_tokens / C) + math.ceil(self.max_dim / C)
+
+    @property
+    def b_scratch_words(self) -> int:
+        """B words after the two weight halves: attention keys (transposed) or values of one
+        head."""
+        C = self.array_cols
+        return max(math.ceil(self.max_tokens / C) * self.max_dim,
+                   math.ceil(self.max_dim / C) * self.max_tokens)
+
+    @property
+    def act_words(self) -> int:
+        return self.token_buffer_bytes // self.array_cols
+
+    @property
+    def b_words(self) -> int:
+        return 2 * self.b_half_words + self.b_scratch_words
+
+    @property
+    def const_rows(self) -> int:
+        return self.const_words + self.const_static_rows
+
+    @property
+    def lnp_words(self) -> int:
+        return self.max_dim // self.ln_lanes
+
+    @property
+    def score_row_words(self) -> int:
+        """SCORE words per attention row (``max_tokens`` scores, ``array_cols`` per word)."""
+        return math.ceil(self.max_tokens / self.array_cols)
+
+    @property
+    def res_tiles(self) -> int:
+        """Column tiles of a token row of width ``max_dim``."""
+        return math.ceil(self.max_dim / self.array_cols)
+
+    @property
+    def token_bits(self) -> int:
+        """Width of a token index (``max_tokens`` rows)."""
+        return _bits(self.max_tokens)
+
+    @property
+    def tn_bits(self) -> int:
+        """Width of a column-tile index (``ceil(max_n / array_cols)`` tiles)."""
+        return _bits(math.ceil(self.max_n / self.array_cols))
+
+    @property
+    def a_bank_words(self) -> int:
+        """Words of each A bank: every row tile of a ``max_tokens`` × ``max_k`` operand, rows
+        padded to a multiple of ``array_cols`` bytes."""
+        C = self.array_cols
+        pitch = math.ceil(self.max_k / C) * C
+        return math.ceil(self.max_tokens / self.array_rows) * pitch // self.a_word_bytes
+
+    @property
+    def store_ratio(self) -> int:
+        """AXI beats per output row (``array_cols`` int16 values)."""
+        return 2 * self.array_cols // self.axi_bytes
+
+    @property
+    def a_ratio(self) -> int:
+        """A-bank words per ACT word (the A-operand copy moves one A word per cycle)."""
+        return self.array_cols // self.a_word_bytes
+
+    @property
+    def ln_ratio(self) -> int:
+        """Cycles to feed one ``array_cols``-wide residual row into LayerNorm."""
+        return self.array_cols // self.ln_lanes
+
+    @property
+    def load_word_bytes(self) -> dict[str, int]:
+        """Bytes of one on-chip word per LOAD destination (``rtl.control.isa.Dest`` names) and
+        of one program word."""
+        C = self.array_cols
+        return {"B": C, "CONST": C * CONST_RECORD_BYTES, "ACT": C,
+                "LNP": self.ln_lanes * LNP_RECORD_BYTES, "RES": 2 * C, "IMEM": INSTR_BYTES}
+
+    def memory_words(self) -> dict[str, int]:
+        """Depth of each on-chip memory, in its own words (the compiler allocates within these,
+        the sequencer range-checks against them)."""
+        return {"act": self.act_words, "b": self.b_words, "const": self.const_rows,
+                "lnp": self.lnp_words, "score_rows": self.max_tokens,
+                "score": self.max_tokens * self.score_row_words,
+                "queue": self.max_tokens * self.top_k, "res_tiles": self.res_tiles}
 
     def mark_memory(self, mem) -> None:
         """Tag a ``lib.memory.Memory`` for UltraRAM when it is at least ``uram_min_bytes``."""
@@ -145,15 +356,18 @@ class AccelConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> int:
-        """32-bit hash of every parameter: a model image compiled for one config is refused by
-        an accelerator built from another (the FINGERPRINT register holds this value)."""
-        text = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """32-bit hash of every parameter and of the instruction set (its version and layout
+        digest): a model image compiled for one config or ISA is refused by an accelerator built
+        from another (the FINGERPRINT register holds this value)."""
+        from rtl.control.version import ISA_DIGEST, ISA_VERSION
+        text = json.dumps({"config": self.to_dict(), "isa": [ISA_VERSION, ISA_DIGEST]},
+                          sort_keys=True).encode()
         return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
 
 
 DEFAULT = AccelConfig()
-# Small parameters for Amaranth-simulator unit tests.
-SMALL_TEST = AccelConfig(array_rows=4, array_cols=4, axi_data_width=64, axi_masters=1,
+# Small parameters for unit tests (a 64-bit bus, 8-beat bursts); a whole accelerator too.
+SMALL_TEST = AccelConfig(array_rows=4, array_cols=8, axi_data_width=64, axi_masters=1,
                          max_burst_beats=8, weight_buffer_bytes=4096, token_buffer_bytes=16384,
                          a_word_bytes=4, experts=4)
 # The whole accelerator sized for the `nano` model on a 4×4 array (Amaranth-simulator e2e tests).

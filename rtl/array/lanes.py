@@ -23,13 +23,17 @@ accumulator into the residual and clears it, ``ACC_CLEAR`` only clears it.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from golden.quant import ops
 
-__all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY"]
+__all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY",
+           "lane_in_layout", "lane_out_layout"]
 
 # Cycles from a row entering the lanes to its result on ``out`` (without back-pressure).
 VECTOR_LATENCY = 8
@@ -63,7 +67,7 @@ LaneConstant = data.StructLayout({
 def lane_mode_layout(const_depth: int) -> data.StructLayout:
     """What the lanes do for one operation (held constant while it runs)."""
     return data.StructLayout({
-        "const_base": unsigned(max(1, (const_depth - 1).bit_length())),
+        "const_base": unsigned(max(1, ceil_log2(const_depth))),
         "out_bits": OutBits,
         "gelu": 1,
         "act_mult": unsigned(ops.MULT_BITS),
@@ -72,6 +76,18 @@ def lane_mode_layout(const_depth: int) -> data.StructLayout:
         "scatter": 1,
         "aux": Aux,
     })
+
+
+def lane_in_layout(cols: int, m_width: int, tn_width: int, acc_width: int = 32):
+    """A row into the lanes: row (or token) ``m``, column tile ``tn``, C accumulators."""
+    return data.StructLayout({"m": unsigned(m_width), "tn": unsigned(tn_width),
+                              "acc": data.ArrayLayout(signed(acc_width), cols)})
+
+
+def lane_out_layout(cols: int, m_width: int, tn_width: int):
+    """A row out of the lanes: ``m`` (the token for scatter rows), ``tn``, C values."""
+    return data.StructLayout({"m": unsigned(m_width), "tn": unsigned(tn_width),
+                              "values": data.ArrayLayout(signed(32), cols)})
 
 
 def _saturate(v, bits: int):
@@ -125,8 +141,8 @@ class VectorLanes(wiring.Component):
         self.cols = cols
         self.max_m, self.max_tn, self.const_depth = max_m, max_tn, const_depth
         self.max_tokens = max_tokens or max_m
-        self.tn_bits = max(1, (max_tn - 1).bit_length())
-        m_width = m_width or max(1, (max(max_m, self.max_tokens) - 1).bit_length())
+        self.tn_bits = max(1, ceil_log2(max_tn))
+        m_width = m_width or max(1, ceil_log2(max(max_m, self.max_tokens)))
         tn_width = tn_width or self.tn_bits
         self.constants = memory.Memory(shape=data.ArrayLayout(LaneConstant, cols),
                                        depth=const_depth, init=[])
@@ -139,98 +155,106 @@ class VectorLanes(wiring.Component):
         self.gelu_tables = [memory.Memory(shape=signed(20), depth=len(ops.gelu_table()),
                                           init=[int(v) for v in ops.gelu_table()])
                             for _ in range(cols)]
-        row_in = data.StructLayout({"m": unsigned(m_width), "tn": unsigned(tn_width),
-                                    "acc": data.ArrayLayout(signed(acc_width), cols)})
-        row_out = data.StructLayout({"m": unsigned(m_width), "tn": unsigned(tn_width),
-                                     "values": data.ArrayLayout(signed(32), cols)})
+        row_in = lane_in_layout(cols, m_width, tn_width, acc_width)
+        row_out = lane_out_layout(cols, m_width, tn_width)
         super().__init__({
             "i": In(stream.Signature(row_in)),
             "out": Out(stream.Signature(row_out)),
             "mode": In(lane_mode_layout(const_depth)),
             "busy": Out(1),
             "const_load": In(stream.Signature(data.StructLayout({
-                "addr": unsigned(max(1, (const_depth - 1).bit_length())),
+                "addr": unsigned(max(1, ceil_log2(const_depth))),
                 "value": data.ArrayLayout(LaneConstant, cols)}))),
             "queue_load": In(stream.Signature(data.StructLayout({
-                "addr": unsigned(max(1, (max_m - 1).bit_length())), "value": queue_entry}))),
+                "addr": unsigned(max(1, ceil_log2(max_m))), "value": queue_entry}))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        C = self.cols
         m.submodules.constants = self.constants
         m.submodules.residual = self.residual
         m.submodules.moe_acc = self.moe_acc
         m.submodules.queue = self.queue
         for j, t in enumerate(self.gelu_tables):
             m.submodules[f"gelu_table_{j}"] = t
-
         for port, mem in ((self.const_load, self.constants), (self.queue_load, self.queue)):
             wr = mem.write_port()
             m.d.comb += [port.ready.eq(1), wr.addr.eq(port.payload.addr),
                          wr.data.eq(port.payload.value), wr.en.eq(port.valid)]
+        p = SimpleNamespace(en=Signal(name="en"))
+        m.d.comb += [p.en.eq(~self.out.valid | self.out.ready), self.i.ready.eq(p.en)]
+        self._front(m, p)
+        self._requantise(m, p)
+        self._gelu(m, p)
+        self._state_update(m, p)
+        return m
 
-        en = Signal()
-        m.d.comb += [en.eq(~self.out.valid | self.out.ready), self.i.ready.eq(en)]
-        mode = self.mode
+    def _stage(self, shape, s, name):
+        return [Signal(shape, name=f"{name}_{j}_s{s}") for j in range(self.cols)]
+
+    def _front(self, m, p):
+        """Row bookkeeping through the pipeline; stage 0 → 1: latch the accumulators, read the
+        constants and the queue entry."""
+        C, en, mode = self.cols, p.en, self.mode
         n_stages = VECTOR_LATENCY
-        valid = [Signal(name=f"valid_{s}") for s in range(n_stages + 1)]
-        m.d.comb += valid[0].eq(self.i.valid)
-        row_m = [Signal.like(self.i.payload.m, name=f"m_{s}") for s in range(n_stages + 1)]
-        row_tn = [Signal.like(self.i.payload.tn, name=f"tn_{s}") for s in range(n_stages + 1)]
-        m.d.comb += [row_m[0].eq(self.i.payload.m), row_tn[0].eq(self.i.payload.tn)]
+        p.valid = [Signal(name=f"valid_{s}") for s in range(n_stages + 1)]
+        m.d.comb += p.valid[0].eq(self.i.valid)
+        p.row_m = [Signal.like(self.i.payload.m, name=f"m_{s}") for s in range(n_stages + 1)]
+        p.row_tn = [Signal.like(self.i.payload.tn, name=f"tn_{s}") for s in range(n_stages + 1)]
+        m.d.comb += [p.row_m[0].eq(self.i.payload.m), p.row_tn[0].eq(self.i.payload.tn)]
         with m.If(en):
             for s in range(n_stages):
-                m.d.sync += [valid[s + 1].eq(valid[s]), row_m[s + 1].eq(row_m[s]),
-                             row_tn[s + 1].eq(row_tn[s])]
-
-        def stage_reg(shape, s, name):
-            return [Signal(shape, name=f"{name}_{j}_s{s}") for j in range(C)]
-
-        # stage 0 → 1: latch the accumulators, read constants and the queue entry
-        const_rd = self.constants.read_port(transparent_for=())
-        queue_rd = self.queue.read_port(transparent_for=())
+                m.d.sync += [p.valid[s + 1].eq(p.valid[s]), p.row_m[s + 1].eq(p.row_m[s]),
+                             p.row_tn[s + 1].eq(p.row_tn[s])]
+        p.const_rd = self.constants.read_port(transparent_for=())
+        p.queue_rd = self.queue.read_port(transparent_for=())
         # RES_SET rows share one constant row (the loader's identity requantisation) for every tn.
         const_tn = Mux(mode.aux == Aux.RES_SET, 0, self.i.payload.tn)
-        m.d.comb += [const_rd.addr.eq(mode.const_base + const_tn), const_rd.en.eq(en),
-                     queue_rd.addr.eq(self.i.payload.m), queue_rd.en.eq(en)]
-        acc1 = stage_reg(signed(32), 1, "acc")
+        m.d.comb += [p.const_rd.addr.eq(mode.const_base + const_tn), p.const_rd.en.eq(en),
+                     p.queue_rd.addr.eq(self.i.payload.m), p.queue_rd.en.eq(en)]
+        p.acc1 = self._stage(signed(32), 1, "acc")
         with m.If(en):
-            m.d.sync += [acc1[j].eq(self.i.payload.acc[j]) for j in range(C)]
+            m.d.sync += [p.acc1[j].eq(self.i.payload.acc[j]) for j in range(C)]
 
-        # stage 1 → 2: bias and multiplier
-        prod2 = stage_reg(signed(49), 2, "prod")
-        shift2 = stage_reg(unsigned(6), 2, "shift")
-        token = [Signal.like(queue_rd.data.token, name=f"token_s{s}") for s in range(n_stages + 1)]
-        prob = [Signal(16, name=f"prob_s{s}") for s in range(n_stages + 1)]
+    def _requantise(self, m, p):
+        """Stage 1 → 2: bias and multiplier; 2 → 3: round and saturate."""
+        C, en, mode = self.cols, p.en, self.mode
+        n_stages = VECTOR_LATENCY
+        prod2 = self._stage(signed(49), 2, "prod")
+        shift2 = self._stage(unsigned(6), 2, "shift")
+        p.token = [Signal.like(p.queue_rd.data.token, name=f"token_s{s}")
+                   for s in range(n_stages + 1)]
+        p.prob = [Signal(16, name=f"prob_s{s}") for s in range(n_stages + 1)]
         with m.If(en):
             for j in range(C):
-                k = const_rd.data[j]
-                m.d.sync += [prod2[j].eq((acc1[j] + k.bias) * k.mult), shift2[j].eq(k.shift)]
-            m.d.sync += [token[2].eq(queue_rd.data.token), prob[2].eq(queue_rd.data.prob)]
+                k = p.const_rd.data[j]
+                m.d.sync += [prod2[j].eq((p.acc1[j] + k.bias) * k.mult), shift2[j].eq(k.shift)]
+            m.d.sync += [p.token[2].eq(p.queue_rd.data.token), p.prob[2].eq(p.queue_rd.data.prob)]
             for s in range(2, n_stages):
-                m.d.sync += [token[s + 1].eq(token[s]), prob[s + 1].eq(prob[s])]
-
-        # stage 2 → 3: round, saturate
-        y3 = stage_reg(signed(32), 3, "y")
+                m.d.sync += [p.token[s + 1].eq(p.token[s]), p.prob[s + 1].eq(p.prob[s])]
+        p.y3 = self._stage(signed(32), 3, "y")
         with m.If(en):
             for j in range(C):
                 r = Signal(signed(49), name=f"rounded_{j}")
                 m.d.comb += r.eq(_round_shift(prod2[j], shift2[j]))
                 with m.Switch(mode.out_bits):
                     with m.Case(OutBits.INT8):
-                        m.d.sync += y3[j].eq(_saturate(r, 8))
+                        m.d.sync += p.y3[j].eq(_saturate(r, 8))
                     with m.Case(OutBits.INT16):
-                        m.d.sync += y3[j].eq(_saturate(r, 16))
+                        m.d.sync += p.y3[j].eq(_saturate(r, 16))
                     with m.Default():
-                        m.d.sync += y3[j].eq(_saturate(r, 32))
+                        m.d.sync += p.y3[j].eq(_saturate(r, 32))
 
-        # stage 3 → 4: GELU table reads (both neighbours) for int16 Q10 inputs
+    def _gelu(self, m, p):
+        """Stage 3 → 4: GELU table reads (both neighbours) for int16 Q10 inputs; 4 → 5:
+        interpolate, choose GELU or pass-through, second multiplier; 5 → 6: second
+        requantisation to int8 (GELU) or pass-through."""
+        C, en, mode, y3 = self.cols, p.en, self.mode, p.y3
         lo = -ops.GELU_RANGE << ops.GELU_FRAC
         hi = ops.GELU_RANGE << ops.GELU_FRAC
         frac_bits = ops.GELU_FRAC - ops.GELU_STEP_BITS
-        x4 = stage_reg(signed(32), 4, "x")
-        f4 = stage_reg(unsigned(frac_bits), 4, "f")
+        x4 = self._stage(signed(32), 4, "x")
+        f4 = self._stage(unsigned(frac_bits), 4, "f")
         tables = []
         for j in range(C):
             t0 = self.gelu_tables[j].read_port(transparent_for=())
@@ -242,10 +266,8 @@ class VectorLanes(wiring.Component):
             with m.If(en):
                 m.d.sync += [x4[j].eq(y3[j]), f4[j].eq(u[:frac_bits])]
             tables.append((t0.data, t1.data))
-
-        # stage 4 → 5: interpolate, choose GELU or pass-through, second multiplier
-        y5 = stage_reg(signed(32), 5, "y")
-        prod5 = stage_reg(signed(40), 5, "act_prod")
+        y5 = self._stage(signed(32), 5, "y")
+        prod5 = self._stage(signed(40), 5, "act_prod")
         with m.If(en):
             for j in range(C):
                 t0, t1 = tables[j]
@@ -258,35 +280,34 @@ class VectorLanes(wiring.Component):
                                  inner))),
                 ]
                 m.d.sync += [y5[j].eq(x4[j]), prod5[j].eq(g * mode.act_mult)]
-
-        # stage 5 → 6: second requantisation to int8 (GELU) or pass-through
-        y6 = stage_reg(signed(32), 6, "y")
+        p.y6 = self._stage(signed(32), 6, "y")
         with m.If(en):
             for j in range(C):
-                m.d.sync += y6[j].eq(Mux(mode.gelu,
-                                         _saturate(_round_shift(prod5[j], mode.act_shift), 8),
-                                         y5[j]))
+                m.d.sync += p.y6[j].eq(Mux(mode.gelu,
+                                           _saturate(_round_shift(prod5[j], mode.act_shift), 8),
+                                           y5[j]))
 
-        # stage 6 → 7: read the residual / accumulator row, weight by the gate probability
+    def _state_update(self, m, p):
+        """Stage 6 → 7: read the residual / accumulator row, weight by the gate probability;
+        7 → 8: update, write back, emit."""
+        C, en, mode = self.cols, p.en, self.mode
         res_wr = self.residual.write_port()
         acc_wr = self.moe_acc.write_port()
         res_rd = self.residual.read_port(transparent_for=(res_wr,))
         acc_rd = self.moe_acc.read_port(transparent_for=(acc_wr,))
         addr6 = Signal(len(res_rd.addr))
-        m.d.comb += addr6.eq(Cat(row_tn[6][:self.tn_bits],
-                                 Mux(mode.scatter, token[6], row_m[6])))
+        m.d.comb += addr6.eq(Cat(p.row_tn[6][:self.tn_bits],
+                                 Mux(mode.scatter, p.token[6], p.row_m[6])))
         m.d.comb += [res_rd.addr.eq(addr6), acc_rd.addr.eq(addr6),
                      res_rd.en.eq(en), acc_rd.en.eq(en)]
-        y7 = stage_reg(signed(32), 7, "y")
-        contrib7 = stage_reg(signed(33), 7, "contrib")
+        y7 = self._stage(signed(32), 7, "y")
+        contrib7 = self._stage(signed(33), 7, "contrib")
         addr7 = Signal.like(addr6)
         with m.If(en):
             m.d.sync += addr7.eq(addr6)
             for j in range(C):
-                m.d.sync += [y7[j].eq(y6[j]),
-                             contrib7[j].eq(_round_shift(y6[j] * prob[6], 16))]
-
-        # stage 7 → 8: update, write back, emit
+                m.d.sync += [y7[j].eq(p.y6[j]),
+                             contrib7[j].eq(_round_shift(p.y6[j] * p.prob[6], 16))]
         values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
         aux = mode.aux
         zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
@@ -305,16 +326,15 @@ class VectorLanes(wiring.Component):
                          acc_wr.data[j].eq(Mux(zero_acc, 0, values[j]))]
         res_write = mode.residual | (aux == Aux.RES_SET) | (aux == Aux.ACC_COMMIT)
         acc_write = mode.scatter | zero_acc
+        valid = p.valid
         m.d.comb += [
             res_wr.addr.eq(addr7), acc_wr.addr.eq(addr7),
             res_wr.en.eq(Mux(en & valid[7] & res_write, -1, 0)),
             acc_wr.en.eq(Mux(en & valid[7] & acc_write, -1, 0)),
         ]
-        out_valid = valid[n_stages]
         with m.If(en):
             m.d.sync += [self.out.payload.values[j].eq(values[j]) for j in range(C)]
-            m.d.sync += self.out.payload.m.eq(Mux(mode.scatter, token[7], row_m[7]))
-            m.d.sync += self.out.payload.tn.eq(row_tn[7])
-        m.d.comb += self.out.valid.eq(out_valid)
+            m.d.sync += self.out.payload.m.eq(Mux(mode.scatter, p.token[7], p.row_m[7]))
+            m.d.sync += self.out.payload.tn.eq(p.row_tn[7])
+        m.d.comb += self.out.valid.eq(valid[VECTOR_LATENCY])
         m.d.comb += self.busy.eq(Cat(valid[1:]).any())
-        return m

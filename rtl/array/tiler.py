@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import math
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from rtl.array.mesh import Mesh
 
@@ -36,11 +39,11 @@ def command_layout(max_m: int, max_k: int, max_n: int, b_depth: int = 1) -> data
     selects int8 or uint8 (pixels, probabilities) for A; B starts at word ``b_offset`` of the
     weight banks (a ping-pong half, or a matrix inside it)."""
     return data.StructLayout({
-        "m": unsigned(max_m.bit_length()),
-        "k": unsigned(max_k.bit_length()),
-        "n": unsigned(max_n.bit_length()),
+        "m": unsigned(ceil_log2(max_m + 1)),
+        "k": unsigned(ceil_log2(max_k + 1)),
+        "n": unsigned(ceil_log2(max_n + 1)),
         "a_signed": 1,
-        "b_offset": unsigned(max(1, (b_depth - 1).bit_length())),
+        "b_offset": unsigned(max(1, ceil_log2(b_depth))),
     })
 
 
@@ -52,8 +55,8 @@ def a_pitch(k: int, align: int) -> int:
 def acc_row_layout(rows: int, cols: int, max_m: int, max_n: int, acc_width: int):
     """One result row: A row ``m``, column tile ``tn`` (columns ``tn*C …``), C int32 sums."""
     return data.StructLayout({
-        "m": unsigned(max(1, (max_m - 1).bit_length())),
-        "tn": unsigned(max(1, (math.ceil(max_n / cols) - 1).bit_length())),
+        "m": unsigned(max(1, ceil_log2(max_m))),
+        "tn": unsigned(max(1, ceil_log2(math.ceil(max_n / cols)))),
         "acc": data.ArrayLayout(signed(acc_width), cols),
     })
 
@@ -131,15 +134,15 @@ class TiledMatmul(wiring.Component):
                         for _ in range(cols)]
         super().__init__({
             "a_load": In(stream.Signature(data.StructLayout({
-                "bank": unsigned(max(1, (rows - 1).bit_length())),
-                "addr": unsigned(max(1, (self.a_depth - 1).bit_length())),
+                "bank": unsigned(max(1, ceil_log2(rows))),
+                "addr": unsigned(max(1, ceil_log2(self.a_depth))),
                 "value": unsigned(8 * a_word_bytes)}))),
             "b_load": In(stream.Signature(data.StructLayout({
-                "bank": unsigned(max(1, (cols - 1).bit_length())),
-                "addr": unsigned(max(1, (self.b_depth - 1).bit_length())),
+                "bank": unsigned(max(1, ceil_log2(cols))),
+                "addr": unsigned(max(1, ceil_log2(self.b_depth))),
                 "value": signed(8)}))),
             "b_word": In(stream.Signature(data.StructLayout({
-                "addr": unsigned(max(1, (self.b_depth - 1).bit_length())),
+                "addr": unsigned(max(1, ceil_log2(self.b_depth))),
                 "mask": unsigned(cols),
                 "data": data.ArrayLayout(signed(8), cols)}))),
             "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n, self.b_depth))),
@@ -149,41 +152,51 @@ class TiledMatmul(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        R, C = self.rows, self.cols
-        mesh = m.submodules.mesh = Mesh(R, C, a_width=9, b_width=8, acc_width=self.acc_width)
+        p = SimpleNamespace()
+        p.mesh = m.submodules.mesh = Mesh(self.rows, self.cols, a_width=9, b_width=8,
+                                          acc_width=self.acc_width)
         for i, mem in enumerate(self.a_banks):
             m.submodules[f"a_bank_{i}"] = mem
         for j, mem in enumerate(self.b_banks):
             m.submodules[f"b_bank_{j}"] = mem
+        p.en = Signal(name="en")           # array-wide clock enable (stall on back-pressure)
+        m.d.comb += [p.en.eq(~self.out.valid | self.out.ready), p.mesh.en.eq(p.en)]
+        self._registers(m, p)
+        self._operands(m, p)
+        self._skew(m, p)
+        self._feeder(m, p)
+        self._drain(m, p)
+        return m
 
-        en = Signal()                      # array-wide clock enable (stall on back-pressure)
-        m.d.comb += [en.eq(~self.out.valid | self.out.ready), mesh.en.eq(en)]
+    def _registers(self, m, p):
+        """The command registers and the tile counters."""
+        R, C = self.rows, self.cols
+        p.k_len = Signal.like(self.cmd.payload.k)
+        p.m_len = Signal.like(self.cmd.payload.m)
+        p.n_len = Signal.like(self.cmd.payload.n)
+        p.a_signed = Signal()
+        p.pitch = Signal(range(a_pitch(self.max_k, self.a_align) + 1))
+        p.b_offset = Signal.like(self.cmd.payload.b_offset)
+        p.period = Signal(range(max(self.max_k, R, C) + 1))
+        p.n_tiles_m = math.ceil(self.max_m / R)
+        p.n_tiles_n = math.ceil(self.max_n / C)
+        p.tm = Signal(range(p.n_tiles_m + 1))
+        p.tn = Signal(range(p.n_tiles_n + 1))
+        p.step = Signal(range(max(self.max_k, R, C) + 1))
+        p.a_base = Signal(range(self.a_depth * self.a_word_bytes + self.max_k + 1))   # bytes
+        p.b_base = Signal(range(self.b_depth + self.max_k + 1))
+        p.tiles_m = Signal(range(p.n_tiles_m + 1))
+        p.tiles_n = Signal(range(p.n_tiles_n + 1))
+        p.pending = Signal(range(p.n_tiles_m * p.n_tiles_n + 1))   # tiles fed, not yet drained
+        p.state = Signal(_State)
+        m.d.comb += self.cmd.ready.eq(p.state == _State.IDLE)
+        p.feeding = Signal()
+        m.d.comb += p.feeding.eq(p.state == _State.RUN)
 
-        # ---- command registers and tile counters
-        k_len = Signal.like(self.cmd.payload.k)
-        m_len = Signal.like(self.cmd.payload.m)
-        n_len = Signal.like(self.cmd.payload.n)
-        a_signed = Signal()
-        pitch = Signal(range(a_pitch(self.max_k, self.a_align) + 1))
-        b_offset = Signal.like(self.cmd.payload.b_offset)
-        period = Signal(range(max(self.max_k, R, C) + 1))
-        n_tiles_m = math.ceil(self.max_m / R)
-        n_tiles_n = math.ceil(self.max_n / C)
-        tm = Signal(range(n_tiles_m + 1))
-        tn = Signal(range(n_tiles_n + 1))
-        step = Signal(range(max(self.max_k, R, C) + 1))
-        a_base = Signal(range(self.a_depth * self.a_word_bytes + self.max_k + 1))   # bytes
-        b_base = Signal(range(self.b_depth + self.max_k + 1))
-        tiles_m = Signal(range(n_tiles_m + 1))
-        tiles_n = Signal(range(n_tiles_n + 1))
-        pending = Signal(range(n_tiles_m * n_tiles_n + 1))   # tiles fed but not yet drained
-        state = Signal(_State)
-
-        m.d.comb += self.cmd.ready.eq(state == _State.IDLE)
-        feeding = Signal()
-        m.d.comb += feeding.eq(state == _State.RUN)
-
-        # ---- operand reads (synchronous, held while stalled)
+    def _operands(self, m, p):
+        """Operand memories: writes from the load streams, synchronous reads held while
+        stalled, and the step flags delayed to line up with the read data."""
+        R, en = self.rows, p.en
         m.d.comb += self.a_load.ready.eq(1)
         for i, mem in enumerate(self.a_banks):
             wr = mem.write_port()
@@ -201,35 +214,35 @@ class TiledMatmul(wiring.Component):
                              wr.data.eq(self.b_load.payload.value),
                              wr.en.eq(self.b_load.valid & (self.b_load.payload.bank == j))]
         a_reads = [mem.read_port(transparent_for=()) for mem in self.a_banks]
-        b_reads = [mem.read_port(transparent_for=()) for mem in self.b_banks]
-        aw_bits = (self.a_word_bytes - 1).bit_length()
-        a_byte = Signal.like(a_base)
+        p.b_reads = [mem.read_port(transparent_for=()) for mem in self.b_banks]
+        aw_bits = ceil_log2(self.a_word_bytes)
+        a_byte = Signal.like(p.a_base)
         a_sel = Signal(max(1, aw_bits))              # byte of the word being read, one cycle on
-        m.d.comb += a_byte.eq(a_base + step)
+        m.d.comb += a_byte.eq(p.a_base + p.step)
         with m.If(en):
             m.d.sync += a_sel.eq(a_byte[:aw_bits] if aw_bits else 0)
         for port in a_reads:
             m.d.comb += [port.addr.eq(a_byte >> aw_bits), port.en.eq(en)]
-        for port in b_reads:
-            m.d.comb += [port.addr.eq(b_base + step), port.en.eq(en)]
-
-        # Flags of the step being read, delayed one cycle to line up with the read data.
-        valid_q, first_q, last_q = Signal(), Signal(), Signal()
-        tile_start = Signal()
+        for port in p.b_reads:
+            m.d.comb += [port.addr.eq(p.b_base + p.step), port.en.eq(en)]
+        p.valid_q, p.first_q, p.last_q = Signal(), Signal(), Signal()
+        p.tile_start = Signal()
         with m.If(en):
             m.d.sync += [
-                valid_q.eq(feeding & (step < k_len)),
-                first_q.eq(feeding & (step == 0)),
-                last_q.eq(feeding & (step == k_len - 1)),
+                p.valid_q.eq(p.feeding & (p.step < p.k_len)),
+                p.first_q.eq(p.feeding & (p.step == 0)),
+                p.last_q.eq(p.feeding & (p.step == p.k_len - 1)),
             ]
-        m.d.comb += tile_start.eq(feeding & (step == 0))
-
-        a_vals = [Signal(signed(9), name=f"a_val_{i}") for i in range(R)]
+        m.d.comb += p.tile_start.eq(p.feeding & (p.step == 0))
+        p.a_vals = [Signal(signed(9), name=f"a_val_{i}") for i in range(R)]
         for i in range(R):
             raw = a_reads[i].data.word_select(a_sel, 8) if aw_bits else a_reads[i].data
-            m.d.comb += a_vals[i].eq(Mux(a_signed, raw.as_signed(), raw.as_unsigned()))
+            m.d.comb += p.a_vals[i].eq(Mux(p.a_signed, raw.as_signed(), raw.as_unsigned()))
 
-        # ---- input skew: row i delayed by i cycles, column j by j cycles
+    def _skew(self, m, p):
+        """Input skew: row i delayed by i cycles, column j by j cycles."""
+        en, mesh = p.en, p.mesh
+
         def delayed(sig, cycles, name):
             cur = sig
             for d in range(cycles):
@@ -239,74 +252,76 @@ class TiledMatmul(wiring.Component):
                 cur = nxt
             return cur
 
-        for i in range(R):
+        for i in range(self.rows):
             m.d.comb += [
-                mesh.a[i].eq(delayed(a_vals[i], i, f"a{i}")),
-                mesh.valid[i].eq(delayed(valid_q, i, f"v{i}")),
-                mesh.first[i].eq(delayed(first_q, i, f"f{i}")),
-                mesh.last[i].eq(delayed(last_q, i, f"l{i}")),
+                mesh.a[i].eq(delayed(p.a_vals[i], i, f"a{i}")),
+                mesh.valid[i].eq(delayed(p.valid_q, i, f"v{i}")),
+                mesh.first[i].eq(delayed(p.first_q, i, f"f{i}")),
+                mesh.last[i].eq(delayed(p.last_q, i, f"l{i}")),
             ]
-        for j in range(C):
-            m.d.comb += mesh.b[j].eq(delayed(b_reads[j].data, j, f"b{j}"))
+        for j in range(self.cols):
+            m.d.comb += mesh.b[j].eq(delayed(p.b_reads[j].data, j, f"b{j}"))
 
-        # ---- tile bookkeeping for the drain: (first row index, column tile) per fed tile
-        info = m.submodules.tile_info = fifo.SyncFIFO(
+    def _feeder(self, m, p):
+        """Tile bookkeeping for the drain, and the feeder FSM: K steps per tile, tiles row-tile
+        major, each padded to the tile period."""
+        R, C = self.rows, self.cols
+        p.info = m.submodules.tile_info = fifo.SyncFIFO(
             width=len(self.out.payload.m) + len(self.out.payload.tn) + 1, depth=4)
-        m_base_wide = Signal(range(n_tiles_m * R + 1))
+        p.m_base_wide = Signal(range(p.n_tiles_m * R + 1))
         m.d.comb += [
-            info.w_en.eq(en & tile_start),
-            info.w_data.eq(m_base_wide | (tn << len(self.out.payload.m))),
+            p.info.w_en.eq(p.en & p.tile_start),
+            p.info.w_data.eq(p.m_base_wide | (p.tn << len(self.out.payload.m))),
         ]
-
-        # ---- feeder FSM
-        with m.Switch(state):
+        with m.Switch(p.state):
             with m.Case(_State.IDLE):
                 with m.If(self.cmd.valid):
                     cmd = self.cmd.payload
                     m.d.sync += [
-                        k_len.eq(cmd.k), m_len.eq(cmd.m), n_len.eq(cmd.n),
-                        a_signed.eq(cmd.a_signed),
-                        period.eq(Mux(cmd.k > max(R, C), cmd.k, max(R, C))),
-                        tiles_m.eq((cmd.m + R - 1) // R), tiles_n.eq((cmd.n + C - 1) // C),
-                        pitch.eq((cmd.k + self.a_align - 1) // self.a_align * self.a_align),
-                        b_offset.eq(cmd.b_offset),
-                        tm.eq(0), tn.eq(0), step.eq(0), a_base.eq(0), b_base.eq(cmd.b_offset),
-                        m_base_wide.eq(0),
+                        p.k_len.eq(cmd.k), p.m_len.eq(cmd.m), p.n_len.eq(cmd.n),
+                        p.a_signed.eq(cmd.a_signed),
+                        p.period.eq(Mux(cmd.k > max(R, C), cmd.k, max(R, C))),
+                        p.tiles_m.eq((cmd.m + R - 1) // R), p.tiles_n.eq((cmd.n + C - 1) // C),
+                        p.pitch.eq((cmd.k + self.a_align - 1) // self.a_align * self.a_align),
+                        p.b_offset.eq(cmd.b_offset),
+                        p.tm.eq(0), p.tn.eq(0), p.step.eq(0), p.a_base.eq(0),
+                        p.b_base.eq(cmd.b_offset), p.m_base_wide.eq(0),
                     ]
                     with m.If((cmd.m != 0) & (cmd.n != 0) & (cmd.k != 0)):
-                        m.d.sync += state.eq(_State.RUN)
+                        m.d.sync += p.state.eq(_State.RUN)
             with m.Case(_State.RUN):
-                with m.If(en):
-                    with m.If(step + 1 < period):
-                        m.d.sync += step.eq(step + 1)
+                with m.If(p.en):
+                    with m.If(p.step + 1 < p.period):
+                        m.d.sync += p.step.eq(p.step + 1)
                     with m.Else():
-                        m.d.sync += step.eq(0)
-                        with m.If(tn + 1 < tiles_n):
-                            m.d.sync += [tn.eq(tn + 1), b_base.eq(b_base + k_len)]
+                        m.d.sync += p.step.eq(0)
+                        with m.If(p.tn + 1 < p.tiles_n):
+                            m.d.sync += [p.tn.eq(p.tn + 1), p.b_base.eq(p.b_base + p.k_len)]
                         with m.Else():
-                            m.d.sync += [tn.eq(0), b_base.eq(b_offset)]
-                            with m.If(tm + 1 < tiles_m):
-                                m.d.sync += [tm.eq(tm + 1), a_base.eq(a_base + pitch),
-                                             m_base_wide.eq(m_base_wide + R)]
+                            m.d.sync += [p.tn.eq(0), p.b_base.eq(p.b_offset)]
+                            with m.If(p.tm + 1 < p.tiles_m):
+                                m.d.sync += [p.tm.eq(p.tm + 1), p.a_base.eq(p.a_base + p.pitch),
+                                             p.m_base_wide.eq(p.m_base_wide + R)]
                             with m.Else():
-                                m.d.sync += state.eq(_State.IDLE)
+                                m.d.sync += p.state.eq(_State.IDLE)
 
-        # ---- drain: read row r of the finished tile each cycle
+    def _drain(self, m, p):
+        """Drain: read row r of the finished tile each cycle; busy until the last tile is out."""
+        R, en, mesh, info = self.rows, p.en, p.mesh, p.info
         draining = Signal()
         row = Signal(range(R + 1))
-        cur_m_base = Signal.like(m_base_wide)
-        cur_tn = Signal.like(tn)
-        row_m = Signal.like(m_base_wide)
+        cur_m_base = Signal.like(p.m_base_wide)
+        cur_tn = Signal.like(p.tn)
+        row_m = Signal.like(p.m_base_wide)
         m.d.comb += row_m.eq(cur_m_base + row)
         start_drain = Signal()
         m.d.comb += [start_drain.eq(en & mesh.row0_done), info.r_en.eq(start_drain)]
         info_m = info.r_data[:len(self.out.payload.m)]
         info_tn = info.r_data[len(self.out.payload.m):]
-
         # Row 0 is read in the cycle row0_done pulses (from the FIFO head), later rows from regs.
         sel_row = Signal(range(R))
-        sel_m = Signal.like(m_base_wide)
-        sel_tn = Signal.like(tn)
+        sel_m = Signal.like(p.m_base_wide)
+        sel_tn = Signal.like(p.tn)
         emit = Signal()
         with m.If(mesh.row0_done):
             m.d.comb += [sel_row.eq(0), sel_m.eq(info_m), sel_tn.eq(info_tn), emit.eq(1)]
@@ -320,9 +335,8 @@ class TiledMatmul(wiring.Component):
                 m.d.sync += row.eq(row + 1)
                 with m.If(row == R - 1):
                     m.d.sync += draining.eq(0)
-
         m.d.comb += [
-            self.out.valid.eq(emit & (sel_m < m_len)),
+            self.out.valid.eq(emit & (sel_m < p.m_len)),
             self.out.payload.m.eq(sel_m),
             self.out.payload.tn.eq(sel_tn),
         ]
@@ -330,12 +344,9 @@ class TiledMatmul(wiring.Component):
             for i in range(R):
                 with m.Case(i):
                     m.d.comb += self.out.payload.acc.eq(mesh.results[i])
-
-        # ---- busy: from command until the last tile is drained
         last_row = Signal()
         m.d.comb += last_row.eq(en & ((draining & (row == R - 1)) |
                                       (mesh.row0_done & (R == 1))))
         with m.If(en):
-            m.d.sync += pending.eq(pending + tile_start - last_row)
-        m.d.comb += self.busy.eq((state != _State.IDLE) | (pending != 0))
-        return m
+            m.d.sync += p.pending.eq(p.pending + p.tile_start - last_row)
+        m.d.comb += self.busy.eq((p.state != _State.IDLE) | (p.pending != 0))

@@ -15,6 +15,7 @@ from __future__ import annotations
 from amaranth.hdl import unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 __all__ = ["Resp", "Burst", "axi4_signature", "axi4_lite_signature", "axi4_from_config",
            "axi4_lite_from_config", "AXI_4K", "size_for_width"]
@@ -42,7 +43,7 @@ def size_for_width(data_width: int) -> int:
     """AxSIZE for full-width beats of a ``data_width``-bit bus (log2 of the byte count)."""
     if data_width < 8 or data_width & (data_width - 1):
         raise ValueError(f"AXI data width must be a power of two >= 8, not {data_width}")
-    return (data_width // 8).bit_length() - 1
+    return ceil_log2(data_width // 8)
 
 
 def _check(addr_width: int, data_width: int, id_width: int | None = None) -> None:

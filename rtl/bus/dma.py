@@ -14,6 +14,7 @@ from __future__ import annotations
 from amaranth.hdl import C, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from rtl.bus.axi import AXI_4K, Burst, Resp, axi4_from_config, size_for_width
 from rtl.config import AccelConfig
@@ -84,7 +85,7 @@ def _keep(m: Module, nbytes: int, left: Signal, name: str) -> Signal:
     with m.If(left >= nbytes):
         m.d.comb += keep.eq((1 << nbytes) - 1)
     with m.Else():
-        m.d.comb += keep.eq((C(1, nbytes + 1) << left[:(nbytes - 1).bit_length() or 1]) - 1)
+        m.d.comb += keep.eq((C(1, nbytes + 1) << left[:ceil_log2(nbytes) or 1]) - 1)
     return keep
 
 
@@ -259,7 +260,7 @@ class DMAWriter(wiring.Component):
         axi = self.axi
         m.d.comb += [axi.ar.valid.eq(0), axi.r.ready.eq(1), axi.b.ready.eq(1)]
         bq = m.submodules.burst_q = fifo.SyncFIFOBuffered(
-            width=(cfg.max_burst_beats).bit_length(), depth=4)
+            width=ceil_log2(cfg.max_burst_beats + 1), depth=4)
 
         aw_active = Signal()
         w_active = Signal()

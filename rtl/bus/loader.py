@@ -7,33 +7,59 @@ from __future__ import annotations
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
 
 from golden.quant import ops
-
-from rtl.bus.axi import axi4_from_config
-from rtl.config import AccelConfig
-from rtl.bus.dma import DMAReader
-from rtl.control.isa import INSTR_BITS, Dest
 from rtl.array.lanes import LaneConstant
+from rtl.bus.axi import axi4_from_config
+from rtl.bus.dma import DMAReader
+from rtl.config import CONST_RECORD_BYTES, LNP_RECORD_BYTES, AccelConfig
+from rtl.control.isa import INSTR_BITS, Dest, load_cmd_layout
+from rtl.units.layernorm import GAMMA_WIDTH
 
-__all__ = ["Loader", "WordResizer", "LoadTarget", "dest_word_bytes", "CONST_RECORD_BYTES",
-           "LNP_RECORD_BYTES"]
+__all__ = ["Loader", "WordResizer", "LoadTarget", "dest_word_bytes", "load_port_signatures",
+           "BETA_WIDTH"]
 
-CONST_RECORD_BYTES = 8   # per lane: int32 bias, uint16 multiplier, uint8 shift, pad
-LNP_RECORD_BYTES = 16    # per element: int32 γ, 4 pad, int64 β
+BETA_WIDTH = 48          # LayerNorm beta as loaded (int64 in DDR, range-checked by the compiler)
 
 
 class LoadTarget:
-    """Loader destination codes: the ISA's :class:`rtl.control.isa.Dest` plus the program memory."""
+    """Loader destination codes: the ISA's :class:`rtl.control.isa.Dest` plus the program
+    memory."""
     IMEM = 7
 
 
 def dest_word_bytes(cfg: AccelConfig) -> dict[int, int]:
-    """Bytes of one destination word, per destination code."""
+    """Bytes of one destination word, per destination code (from the config's
+    ``load_word_bytes``)."""
+    codes = {"B": Dest.B.value, "CONST": Dest.CONST.value, "ACT": Dest.ACT.value,
+             "LNP": Dest.LNP.value, "RES": Dest.RES.value, "IMEM": LoadTarget.IMEM}
+    return {codes[name]: nbytes for name, nbytes in cfg.load_word_bytes.items()}
+
+
+def load_port_signatures(cfg: AccelConfig) -> dict[str, wiring.Signature]:
+    """The loader's output streams as the loader sees them (``Out``): the one definition the
+    loader and the datapath (``In``) both build their ports from."""
     C = cfg.array_cols
-    return {Dest.B.value: C, Dest.CONST.value: C * CONST_RECORD_BYTES, Dest.ACT.value: C,
-            Dest.LNP.value: cfg.ln_lanes * LNP_RECORD_BYTES, Dest.RES.value: 2 * C,
-            LoadTarget.IMEM: INSTR_BITS // 8}
+    lanes = cfg.ln_lanes
+
+    def w(depth):
+        return unsigned(max(1, ceil_log2(depth)))
+    return {
+        "b_wr": stream.Signature(data.StructLayout({
+            "addr": w(cfg.b_words), "data": data.ArrayLayout(signed(8), C)})),
+        "act_wr": stream.Signature(data.StructLayout({
+            "addr": w(cfg.act_words), "data": data.ArrayLayout(unsigned(8), C)})),
+        "const_wr": stream.Signature(data.StructLayout({
+            "addr": w(cfg.const_rows), "value": data.ArrayLayout(LaneConstant, C)})),
+        "lnp_wr": stream.Signature(data.StructLayout({
+            "addr": w(cfg.lnp_words),
+            "gamma": data.ArrayLayout(signed(GAMMA_WIDTH), lanes),
+            "beta": data.ArrayLayout(signed(BETA_WIDTH), lanes)})),
+        "res_row": stream.Signature(data.StructLayout({
+            "m": unsigned(cfg.token_bits), "tn": unsigned(cfg.tn_bits),
+            "acc": data.ArrayLayout(signed(32), C)})),
+    }
 
 
 class WordResizer(wiring.Component):
@@ -74,14 +100,10 @@ class Loader(wiring.Component):
     Parameters
     ----------
     cfg : AccelConfig
-    addr_widths : dict
-        Address width of each on-chip destination (by destination code).
-    m_width, tn_width : int
-        Row and column-tile widths of the lanes' residual addressing (``Dest.RES``).
 
     Attributes
     ----------
-    cmd : In(stream) of ``{dest, addr, words, row_words, ddr_addr}``; accepted when idle
+    cmd : In(stream) of :func:`rtl.control.isa.load_cmd_layout`; accepted when idle
     axi : Out(AXI4 manager) (read channels only)
     b_wr, act_wr : Out(stream) of ``{addr, data[C bytes]}``
     const_wr : Out(stream) of ``{addr, value: C × LaneConstant}`` (the lanes' ``const_load``)
@@ -92,44 +114,21 @@ class Loader(wiring.Component):
     beats : Out(1), a data word arrived (byte counter)
     """
 
-    def __init__(self, cfg: AccelConfig, addr_widths: dict[int, int], m_width: int,
-                 tn_width: int, gamma_width: int, beta_width: int):
-        C = cfg.array_cols
-        nb = cfg.axi_bytes
+    def __init__(self, cfg: AccelConfig):
         self.cfg = cfg
-        self.word_bytes = dest_word_bytes(cfg)
-        for code, wb in self.word_bytes.items():
-            if wb % nb:
-                raise ValueError(f"destination {code}: a {wb}-byte word is not a multiple of the "
-                                 f"{nb}-byte AXI word (array_cols and 16·ln_lanes must be "
-                                 f"multiples of axi_data_width/8)")
-        self.addr_width = max(addr_widths.values())
-        self.addr_widths = addr_widths
+        self.word_bytes = dest_word_bytes(cfg)     # multiples of the AXI word (the config says)
         self.reader = DMAReader(cfg)
-        lanes = cfg.ln_lanes
+        ports = load_port_signatures(cfg)
+        self.addr_width = max(max(1, ceil_log2(d)) for d in (
+            cfg.b_words, cfg.act_words, cfg.const_rows, cfg.lnp_words, cfg.max_tokens,
+            cfg.imem_words))
         super().__init__({
-            "cmd": In(stream.Signature(data.StructLayout({
-                "dest": unsigned(3), "addr": unsigned(20), "words": unsigned(20),
-                "row_words": unsigned(8), "ddr_addr": unsigned(cfg.axi_addr_width)}))),
+            "cmd": In(stream.Signature(load_cmd_layout(cfg))),
             "axi": Out(axi4_from_config(cfg)),
-            "b_wr": Out(stream.Signature(data.StructLayout({
-                "addr": unsigned(addr_widths[Dest.B.value]),
-                "data": data.ArrayLayout(signed(8), C)}))),
-            "act_wr": Out(stream.Signature(data.StructLayout({
-                "addr": unsigned(addr_widths[Dest.ACT.value]),
-                "data": data.ArrayLayout(unsigned(8), C)}))),
-            "const_wr": Out(stream.Signature(data.StructLayout({
-                "addr": unsigned(addr_widths[Dest.CONST.value]),
-                "value": data.ArrayLayout(LaneConstant, C)}))),
-            "lnp_wr": Out(stream.Signature(data.StructLayout({
-                "addr": unsigned(addr_widths[Dest.LNP.value]),
-                "gamma": data.ArrayLayout(signed(gamma_width), lanes),
-                "beta": data.ArrayLayout(signed(beta_width), lanes)}))),
-            "res_row": Out(stream.Signature(data.StructLayout({
-                "m": unsigned(m_width), "tn": unsigned(tn_width),
-                "acc": data.ArrayLayout(signed(32), C)}))),
+            **{name: Out(sig) for name, sig in ports.items()},
             "imem_wr": Out(stream.Signature(data.StructLayout({
-                "addr": unsigned(addr_widths[LoadTarget.IMEM]), "data": unsigned(INSTR_BITS)}))),
+                "addr": unsigned(max(1, ceil_log2(cfg.imem_words))),
+                "data": unsigned(INSTR_BITS)}))),
             "busy": Out(1),
             "error": Out(1),
             "clear_error": In(1),

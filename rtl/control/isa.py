@@ -11,14 +11,20 @@ token; DDR addresses are byte offsets from one of the three base registers (:cla
 
 from __future__ import annotations
 
+import hashlib
+
 from amaranth.hdl import unsigned
 from amaranth.lib import data, enum
 
-__all__ = ["Op", "Dest", "OutDest", "Base", "Unit", "INSTR_BITS", "INSTR_BYTES", "instr_layout",
-           "args_layout", "encode", "decode", "MAX_TASKS", "DDR_FIELDS"]
+from rtl.config import CONST_ROW_BITS, INSTR_BYTES, KN_BITS, PC_BITS, ROW_WORDS_BITS, TOKEN_BITS
+from rtl.config import WORD_ADDR_BITS as _WA
+from rtl.control.version import ISA_VERSION
 
-INSTR_BITS = 256
-INSTR_BYTES = INSTR_BITS // 8
+__all__ = ["Op", "Dest", "OutDest", "Base", "Unit", "INSTR_BITS", "INSTR_BYTES", "instr_layout",
+           "args_layout", "encode", "decode", "MAX_TASKS", "DDR_FIELDS", "isa_digest",
+           "ISA_VERSION", "load_cmd_layout", "compute_cmd_layout"]
+
+INSTR_BITS = INSTR_BYTES * 8
 MAX_TASKS = 8
 
 
@@ -68,39 +74,68 @@ class Unit(enum.IntFlag):
 
 _U = unsigned
 DDR_FIELDS = {"base": Base, "offset": _U(32)}
+_TOK, _KN, _RW, _CR, _PC = _U(TOKEN_BITS), _U(KN_BITS), _U(ROW_WORDS_BITS), _U(CONST_ROW_BITS), \
+    _U(PC_BITS)
 
 _LAYOUTS = {
     Op.END: {},
     Op.LOAD: {
-        "dest": Dest, "addr": _U(20), "words": _U(20), "row_words": _U(8), "const_row": _U(16),
+        "dest": Dest, "addr": _U(_WA), "words": _U(_WA), "row_words": _RW, "const_row": _CR,
         **DDR_FIELDS, "expert_stride": _U(32), "task_stride": _U(32),
         "per_expert": 1, "next_expert": 1, "parity": 1,
     },
+    # gather: A row r is ACT row ``a_addr + token · a_stride`` for the r-th entry (token, prob)
+    # of the current expert's router queue (entries qstart … qstart + m - 1), and the lanes copy
+    # those entries into their own queue memory. scatter: result row r is accumulated, scaled by
+    # the entry's prob, into moe_acc[token] of entry r of that copy -- the one the most recent
+    # gather MATMUL made (docs/program.md, "expert queue state").
     Op.MATMUL: {
-        "m": _U(12), "m_from_queue": 1, "gather": 1, "m_offset": _U(8),
-        "a_addr": _U(20), "a_stride": _U(12), "a_signed": 1,
-        "k": _U(16), "n": _U(16), "b_offset": _U(20), "const_base": _U(16), "parity": 1,
+        "m": _TOK, "m_from_queue": 1, "gather": 1, "m_offset": _U(8),
+        "a_addr": _U(_WA), "a_stride": _U(12), "a_signed": 1,
+        "k": _KN, "n": _KN, "b_offset": _U(_WA), "const_base": _CR, "parity": 1,
         "out_bits": _U(2), "gelu": 1, "act_mult": _U(15), "act_shift": _U(6),
         "residual": 1, "scatter": 1,
-        "dest": OutDest, "d_addr": _U(20), "d_stride": _U(12), **DDR_FIELDS,
+        "dest": OutDest, "d_addr": _U(_WA), "d_stride": _U(12), **DDR_FIELDS,
     },
     Op.BLOAD: {
-        "src": _U(20), "stride": _U(12), "rows": _U(12), "words": _U(8), "transpose": 1,
-        "b_offset": _U(20), "parity": 1,
+        "src": _U(_WA), "stride": _U(12), "rows": _TOK, "words": _RW, "transpose": 1,
+        "b_offset": _U(_WA), "parity": 1,
     },
     Op.LAYERNORM: {
-        "row0": _U(12), "rows": _U(12), "row_words": _U(8), "d_addr": _U(20), "d_stride": _U(12),
+        "row0": _TOK, "rows": _TOK, "row_words": _RW, "d_addr": _U(_WA), "d_stride": _U(12),
         "eps": _U(32),
     },
     Op.SOFTMAX: {
-        "rows": _U(12), "length": _U(12), "d_addr": _U(20), "d_stride": _U(12),
+        "rows": _TOK, "length": _TOK, "d_addr": _U(_WA), "d_stride": _U(12),
     },
-    Op.LANES: {"aux": _U(3), "row0": _U(12), "rows": _U(12), "row_words": _U(8)},
+    Op.LANES: {"aux": _U(3), "row0": _TOK, "rows": _TOK, "row_words": _RW},
     Op.WAIT: {"mask": _U(8)},
-    Op.TASK_JUMP: {"tasks": _U(4), "targets": data.ArrayLayout(_U(16), MAX_TASKS)},
-    Op.EXPERT_FIRST: {"target": _U(16)},
-    Op.EXPERT_NEXT: {"target": _U(16)},
+    Op.TASK_JUMP: {"tasks": _U(4), "targets": data.ArrayLayout(_PC, MAX_TASKS)},
+    Op.EXPERT_FIRST: {"target": _PC},
+    Op.EXPERT_NEXT: {"target": _PC},
 }
+
+
+def load_cmd_layout(cfg) -> data.StructLayout:
+    """A LOAD as the sequencer hands it to the load engine: destination, on-chip word address
+    (ping-pong parity applied) and count, words per residual row, the DDR byte address (the
+    expert / task strides applied). ``dest`` may also be the program memory
+    (:class:`rtl.bus.loader.LoadTarget`)."""
+    return data.StructLayout({"dest": _U(3), "addr": _U(_WA), "words": _U(_WA),
+                              "row_words": _RW, "ddr_addr": _U(cfg.axi_addr_width)})
+
+
+def compute_cmd_layout(cfg) -> data.StructLayout:
+    """An instruction for the compute datapath with its run-time operands resolved by the
+    sequencer."""
+    return data.StructLayout({
+        "instr": instr_layout(),
+        "m": _TOK,                    # rows (MATMUL: the expert's queue length when m_from_queue)
+        "qstart": _U(16),             # first queue entry of the current expert
+        "b_offset": _U(_WA),          # parity applied
+        "const_base": _CR,            # parity applied
+        "ddr_addr": _U(cfg.axi_addr_width),
+    })
 
 
 def args_layout(op: Op) -> data.StructLayout:
@@ -176,6 +211,20 @@ def decode(word: bytes) -> tuple[Op, dict]:
     return op, out
 
 
+def isa_digest() -> str:
+    """A digest of every instruction's bit layout and of the enums' values (what
+    ``rtl.control.version.ISA_DIGEST`` must hold)."""
+    text = [f"bits={INSTR_BITS}"]
+    for op in Op:
+        text.append(f"{op.name}={op.value}")
+        if _LAYOUTS[op]:
+            for name, field in args_layout(op):
+                text.append(f"{op.name}.{name}@{field.offset}:{field.width}")
+    for e in (Dest, OutDest, Base, Unit):
+        text += [f"{e.__name__}.{m.name}={int(m.value)}" for m in e]
+    return hashlib.sha256("\n".join(text).encode()).hexdigest()[:16]
+
+
 def fields_markdown() -> str:
     """The bit layout of every instruction as Markdown tables (``docs/program.md`` embeds it)."""
     lines = []
@@ -209,5 +258,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m rtl.control.isa",
                                  description="Print the instruction bit layouts.")
     ap.add_argument("--markdown", action="store_true", help="Markdown tables (the default)")
-    ap.parse_args()
-    print(fields_markdown(), end="")
+    ap.add_argument("--digest", action="store_true",
+                    help="print the layout digest (rtl/control/version.py's ISA_DIGEST)")
+    args = ap.parse_args()
+    print(isa_digest() if args.digest else fields_markdown(), end="\n" if args.digest else "")

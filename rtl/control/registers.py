@@ -30,25 +30,16 @@ import json
 import sys
 from dataclasses import dataclass, field
 
-from rtl.config import AccelConfig, DEFAULT
+from rtl.config import DEFAULT, REGISTER_SPACE_BITS, TOKEN_BITS, AccelConfig
+from rtl.control.errors import ErrorCode
+from rtl.control.version import VERSION
 
 __all__ = ["Field", "Register", "register_map", "firmware_register_map", "markdown",
            "ACCESS_KINDS", "ID_MAGIC", "VERSION", "ERROR_CODES"]
 
 ACCESS_KINDS = ("const", "ro", "rw", "w1p", "w1c", "counter")
 ID_MAGIC = 0x4D335654          # "M3VT"
-VERSION = (0, 1)
-ERROR_CODES = {
-    0: "none",
-    1: "DMA read error (RRESP not OKAY: address outside DDR or not mapped)",
-    2: "DMA write error (BRESP not OKAY: address outside DDR or not mapped)",
-    3: "malformed program (unknown opcode, field out of range, or ran past the end)",
-    4: "PROGRAM_LEN is 0 or larger than the instruction memory",
-    5: "TASK_ID is not a task of the loaded program",
-    6: "START written while a program was running (the run was stopped)",
-    7: "on-chip address out of range in an instruction",
-    8: "unit overflow (a LayerNorm row, softmax row or router frame exceeded its size)",
-}
+ERROR_CODES = {int(c): c.text for c in ErrorCode}
 
 
 @dataclass(frozen=True)
@@ -143,7 +134,8 @@ def register_map(cfg: AccelConfig = DEFAULT) -> tuple[Register, ...]:
                  "carry the value they were compiled for).",
                  (_const("hash", cfg.fingerprint(), 32),)),
         Register("CONFIG2", 0x01C, "Model limits of this build.",
-                 (_const("max_tokens", cfg.max_tokens, 12), _const("experts", cfg.experts, 7, 12),
+                 (_const("max_tokens", cfg.max_tokens, TOKEN_BITS),
+                  _const("experts", cfg.experts, 7, TOKEN_BITS),
                   _const("top_k", cfg.top_k, 6, 19), _const("ln_lanes", cfg.ln_lanes, 7, 25))),
         Register("CONTROL", 0x020, "Start, soft reset and interrupt enable.",
                  (Field("start", 0, 1, "w1p", doc="write 1: start the program at PROGRAM_BASE"),
@@ -208,9 +200,9 @@ def _check_map(cfg: AccelConfig, regs) -> None:
         for name, off in r.words():
             if off % 4:
                 raise ValueError(f"register {name} at misaligned offset {off:#x}")
-            if off >= 1 << cfg.csr_addr_width:
+            if off >= 1 << min(cfg.csr_addr_width, REGISTER_SPACE_BITS):
                 raise ValueError(f"register {name} at {off:#x} outside the "
-                                 f"{cfg.csr_addr_width}-bit CSR space")
+                                 f"{REGISTER_SPACE_BITS}-bit register space")
             if off in seen:
                 raise ValueError(f"registers {seen[off]} and {name} share offset {off:#x}")
             seen[off] = name

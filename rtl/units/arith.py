@@ -7,6 +7,7 @@ They build plain Amaranth expressions (no state) that reproduce the shared conve
 from __future__ import annotations
 
 from amaranth.hdl import Mux, Value
+from amaranth.utils import ceil_log2
 
 __all__ = ["round_shift", "round_shift_var", "saturate", "saturate_unsigned", "ceil_q16",
            "bits_for", "banked_row_schedule"]
@@ -14,7 +15,7 @@ __all__ = ["round_shift", "round_shift_var", "saturate", "saturate_unsigned", "c
 
 def bits_for(value: int) -> int:
     """Width of an unsigned signal that holds ``0 .. value``."""
-    return max(1, int(value).bit_length())
+    return max(1, ceil_log2(int(value) + 1))
 
 
 def round_shift(v: Value, shift: int) -> Value:

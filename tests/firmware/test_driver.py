@@ -12,6 +12,7 @@ from firmware.errors import (EXIT_ACCELERATOR, EXIT_IMAGE, EXIT_TIMEOUT, EXIT_US
                              UsageError)
 from rtl.config import NANO
 from rtl.control.registers import ERROR_CODES, ID_MAGIC, firmware_register_map
+from rtl.control.version import VERSION
 
 from .conftest import make_accel
 from .fakes import FAKE_CFG, fake_output, make_image
@@ -27,7 +28,7 @@ def test_open_identifies_and_resets_once():
     accel, fake = make_accel()
     accel.open()
     assert fake.soft_resets == 1
-    assert accel.version == (0, 1) and accel.fingerprint == FAKE_CFG.fingerprint()
+    assert accel.version == VERSION and accel.fingerprint == FAKE_CFG.fingerprint()
     assert accel.config_known and accel.clock_hz == FAKE_CFG.clock_mhz * 1e6
     info = accel.info()
     assert info["id"] == f"{ID_MAGIC:#010x}" and info["config_name"] == "small-test"

@@ -163,7 +163,7 @@ def test_does_not_fit_fails_clearly(tmp_path, monkeypatch):
 
 
 def test_two_masters_and_clock_override(tmp_path):
-    cfg = SMALL_TEST.replace(axi_masters=2, axi_data_width=128, clock_mhz=187.5)
+    cfg = SMALL_TEST.replace(axi_masters=2, axi_data_width=128, array_cols=16, clock_mhz=187.5)
     _build(tmp_path, cfg)
     tcl = (tmp_path / "create_project.tcl").read_text()
     props = _tcl_props(tcl[tcl.index("# PL clock"):])
@@ -206,7 +206,7 @@ def test_broken_or_missing_accelerator(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"axi_data_width": 256}, "HP port is 32/64/128 bits"),
+    ({"axi_data_width": 256, "array_cols": 32}, "HP port is 32/64/128 bits"),
     ({"axi_id_width": 8}, "axi_id_width 8"),
     ({"csr_addr_width": 30}, "csr_addr_width"),
 ])

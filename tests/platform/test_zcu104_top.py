@@ -17,7 +17,7 @@ from rtl.config import SMALL_TEST
 from rtl.control.registers import ID_MAGIC
 from tests.platform.standin import StandInAccelerator
 
-TWO = SMALL_TEST.replace(axi_masters=2, axi_data_width=128)
+TWO = SMALL_TEST.replace(axi_masters=2, axi_data_width=128, array_cols=16)
 
 
 
@@ -166,7 +166,7 @@ def test_check_accelerator_names_the_problem():
     with pytest.raises(TypeError, match="has m_axi1 but cfg.axi_masters == 1"):
         check_accelerator(StandInAccelerator(TWO), TWO.replace(axi_masters=1))
     with pytest.raises(TypeError, match="member 'm_axi0'"):
-        check_accelerator(StandInAccelerator(SMALL_TEST), SMALL_TEST.replace(axi_data_width=128))
+        check_accelerator(StandInAccelerator(SMALL_TEST), SMALL_TEST.replace(axi_data_width=128, array_cols=16))
     with pytest.raises(TypeError, match="wiring.Component"):
         check_accelerator(Signal(), SMALL_TEST)
 

@@ -198,7 +198,7 @@ def test_config_validation():
 @pytest.mark.parametrize("variant", [
     dict(max_burst_beats=1, max_outstanding_reads=1),
     dict(axi_data_width=32, max_burst_beats=256, max_outstanding_reads=2),
-    dict(axi_data_width=128, max_burst_beats=3, max_outstanding_reads=3),
+    dict(axi_data_width=128, array_cols=16, max_burst_beats=3, max_outstanding_reads=3),
 ], ids=["1beat-1outstanding", "32bit-256beats", "128bit-3beats"])
 def test_read_and_write_config_edges(variant):
     cfg = CFG.replace(**variant)

@@ -13,7 +13,8 @@ from rtl.sim.verilator import build
 from tests.rtl.bus.test_dma import random_transfers, run_reads, run_writes
 
 # A 128-bit bus (the ZCU104 HP port width) exercises the harness's wide-port path.
-WIDE = SMALL_TEST.replace(axi_data_width=128, max_burst_beats=16, max_outstanding_reads=4)
+WIDE = SMALL_TEST.replace(axi_data_width=128, array_cols=16, max_burst_beats=16,
+                          max_outstanding_reads=4)
 
 
 @pytest.mark.parametrize("cfg", [SMALL_TEST, WIDE], ids=["64bit", "128bit"])

@@ -1,0 +1,150 @@
+"""The A-operand loader: copies a matmul's A rows from ACT into the array's A banks.
+
+Row ``r`` (of ``m``) is ACT row ``a_addr + r·a_stride``, or, with ``gather``, ACT row
+``a_addr + token·a_stride`` of the ``r``-th entry ``(token, prob)`` of the expert queue (entries
+from ``qstart``); gathered entries are also copied into the lanes' queue memory, which the
+expert's fc2 (``scatter``) reads. Row ``r`` goes to A bank ``r mod R`` at the row tile's base,
+one A word (``a_word_bytes``) per cycle.
+
+Timing, per row: one cycle reading the queue entry, one computing the row address (and reading
+its first ACT word), then ``ceil(k / C) × (C / a_word_bytes)`` cycles writing A words:
+:func:`a_load_cycles`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from rtl.config import AccelConfig
+from rtl.datapath.scratchpad import read_signature
+
+__all__ = ["ALoader", "a_load_cycles", "a_load_layout", "queue_entry_layout"]
+
+
+def a_load_cycles(cfg: AccelConfig, m: int, k: int) -> int:
+    """Cycles from the start to the last A word (the engine's ``done`` cycle included)."""
+    return m * (2 + math.ceil(k / cfg.array_cols) * cfg.a_ratio)
+
+
+def queue_entry_layout(cfg: AccelConfig) -> data.StructLayout:
+    """One expert-queue entry: the token and its gate probability (Q16)."""
+    return data.StructLayout({"token": unsigned(cfg.token_bits), "prob": unsigned(16)})
+
+
+def a_load_layout(cfg: AccelConfig) -> data.StructLayout:
+    """What one A load needs: rows, reduction length, source rows, the queue slice."""
+    return data.StructLayout({"m": unsigned(12), "k": unsigned(16), "a_addr": unsigned(20),
+                              "a_stride": unsigned(12), "gather": 1, "qstart": unsigned(16)})
+
+
+class ALoader(wiring.Component):
+    """A rows from ACT (optionally gathered through the expert queue) into the A banks.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Attributes
+    ----------
+    cmd : In(stream) of :func:`a_load_layout`, accepted when idle (``m`` >= 1, ``k`` >= 1)
+    act : Out(read) of ACT words; queue : Out(read) of :func:`queue_entry_layout`
+    a_load : Out(stream) of ``{bank, addr, value}`` (the tiler's A-bank writes; always taken)
+    queue_load : Out(stream) of ``{addr, value}`` (the lanes' queue copy; always taken)
+    busy : Out(1); done : Out(1), the cycle the last A word is written
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        self.cfg = cfg
+        C = cfg.array_cols
+        super().__init__({
+            "cmd": In(stream.Signature(a_load_layout(cfg))),
+            "act": Out(read_signature(cfg.act_words, data.ArrayLayout(unsigned(8), C))),
+            "queue": Out(read_signature(cfg.max_tokens * cfg.top_k, queue_entry_layout(cfg))),
+            "a_load": Out(stream.Signature(data.StructLayout({
+                "bank": unsigned(max(1, ceil_log2(cfg.array_rows))),
+                "addr": unsigned(max(1, ceil_log2(cfg.a_bank_words))),
+                "value": unsigned(8 * cfg.a_word_bytes)}))),
+            "queue_load": Out(stream.Signature(data.StructLayout({
+                "addr": unsigned(max(1, ceil_log2(cfg.max_tokens))),
+                "value": queue_entry_layout(cfg)}))),
+            "busy": Out(1), "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        C, R = cfg.array_cols, cfg.array_rows
+        ratio = cfg.a_ratio
+        job = Signal.like(self.cmd.payload)
+        busy = Signal()
+        m.d.comb += [self.busy.eq(busy), self.cmd.ready.eq(~busy)]
+
+        kw = Signal(range(cfg.max_k // C + 2))
+        m.d.comb += kw.eq((job.k + C - 1) // C)
+        row = Signal(range(cfg.max_tokens + 1))
+        bank = Signal(range(R))
+        tile_base = Signal(len(self.a_load.payload.addr) + 1)
+        word = Signal(range(cfg.max_k // C + 2))
+        sub = Signal(range(ratio))
+        row_addr = Signal(24)
+        lin_addr = Signal(24)             # a_addr + row × a_stride, kept as a running sum
+        phase = Signal(2)                 # 0: read queue, 1: row address, 2: words
+        word_addr = Signal(len(self.a_load.payload.addr) + 1)
+        m.d.comb += word_addr.eq(tile_base + word * ratio + sub)
+        act_data = self.act.data.as_value()
+        m.d.comb += [
+            self.a_load.payload.bank.eq(bank),
+            self.a_load.payload.addr.eq(word_addr),
+            self.a_load.payload.value.eq(act_data.word_select(sub, 8 * cfg.a_word_bytes)
+                                         if ratio > 1 else act_data),
+            self.queue_load.payload.addr.eq(row),
+            self.queue_load.payload.value.eq(self.queue.data),
+        ]
+
+        with m.If(self.cmd.valid & ~busy):
+            new = self.cmd.payload
+            m.d.sync += [job.eq(new), busy.eq(1), row.eq(0), bank.eq(0), tile_base.eq(0),
+                         word.eq(0), sub.eq(0), phase.eq(0), lin_addr.eq(new.a_addr)]
+        with m.If(busy):
+            with m.Switch(phase):
+                with m.Case(0):
+                    m.d.comb += [self.queue.addr.eq(job.qstart + row), self.queue.en.eq(1)]
+                    m.d.sync += phase.eq(1)
+                with m.Case(1):
+                    token = Signal(cfg.token_bits)
+                    m.d.comb += token.eq(Mux(job.gather, self.queue.data.token, row))
+                    addr = Signal(24)
+                    m.d.comb += addr.eq(Mux(job.gather, job.a_addr + token * job.a_stride,
+                                            lin_addr))
+                    m.d.sync += [row_addr.eq(addr), word.eq(0), sub.eq(0), phase.eq(2)]
+                    m.d.comb += [self.act.addr.eq(addr), self.act.en.eq(1),
+                                 self.queue_load.valid.eq(job.gather)]
+                with m.Default():
+                    self._words(m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr,
+                                phase, busy)
+        return m
+
+    def _words(self, m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr, phase,
+               busy):
+        """Phase 2: one A word per cycle; the next ACT word is read with the last sub-word."""
+        R, ratio = self.cfg.array_rows, self.cfg.a_ratio
+        m.d.comb += self.a_load.valid.eq(1)
+        with m.If(sub != ratio - 1):
+            m.d.sync += sub.eq(sub + 1)
+        with m.Elif(word + 1 < kw):
+            m.d.sync += [sub.eq(0), word.eq(word + 1)]
+            m.d.comb += [self.act.addr.eq(row_addr + word + 1), self.act.en.eq(1)]
+        with m.Else():
+            m.d.sync += [row.eq(row + 1), phase.eq(0), lin_addr.eq(lin_addr + job.a_stride)]
+            with m.If(bank == R - 1):
+                m.d.sync += [bank.eq(0), tile_base.eq(tile_base + kw * ratio)]
+            with m.Else():
+                m.d.sync += bank.eq(bank + 1)
+            with m.If(row + 1 == job.m):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += busy.eq(0)

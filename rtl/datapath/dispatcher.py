@@ -1,0 +1,257 @@
+"""The dispatcher: decodes one compute instruction at a time and runs it on the engines.
+
+On accepting an instruction it latches it, sets the lanes' mode and the selectors (lanes source,
+result sink, ACT ports) and starts the engines the instruction uses, with their operands; then
+it steps through the instruction's phases, each ending on an engine's ``done``::
+
+    MATMUL     ALOAD (A-operand loader) -> ISSUE (tiler command) -> FINISH (array, lanes, sink)
+    BLOAD      BMOVE (B-mover) -> FINISH
+    LAYERNORM  ROWGEN (row generator -> lanes -> LayerNorm -> packer) -> FINISH (packer done)
+    LANES      ROWGEN -> FINISH
+    SOFTMAX    FEED (score feeder -> softmax -> packer) -> FINISH (packer done)
+    LOAD       FINISH (the loader's words reach ACT or the lanes) -> loader idle
+
+and accepts the next instruction when FINISH sees everything drained.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtl.array.lanes import Aux, OutBits, lane_mode_layout
+from rtl.array.tiler import command_layout
+from rtl.config import AccelConfig
+from rtl.control.isa import Dest, Op, OutDest, compute_cmd_layout
+from rtl.datapath.a_loader import a_load_layout
+from rtl.datapath.act_sink import act_sink_layout
+from rtl.datapath.b_mover import b_move_layout
+from rtl.datapath.ddr_store import store_layout
+from rtl.datapath.lanes_input import LanesSource
+from rtl.datapath.ln_sink import ln_sink_layout
+from rtl.datapath.packer import pack_layout
+from rtl.datapath.router_sink import router_sink_layout
+from rtl.datapath.row_gen import row_gen_layout
+from rtl.datapath.score_feeder import feed_layout
+
+__all__ = ["Dispatcher", "Sink", "ActReader", "ActWriter"]
+
+
+class Sink(enum.Enum, shape=3):
+    """Where the lanes' rows go (the sink demultiplexer's select)."""
+    ACT = 0
+    SCORE = 1
+    ROUTER = 2
+    DDR = 3
+    LN = 4
+    NONE = 5
+
+
+class ActReader(enum.Enum, shape=1):
+    ALOADER = 0
+    BMOVER = 1
+
+
+class ActWriter(enum.Enum, shape=2):
+    SINK = 0
+    PACKER = 1
+    LOADER = 2
+
+
+class _S(enum.Enum, shape=3):
+    IDLE = 0
+    ALOAD = 1
+    ISSUE = 2
+    BMOVE = 3
+    ROWGEN = 4
+    FEED = 5
+    FINISH = 6
+
+
+_SINKS = ((OutDest.NONE, Sink.NONE), (OutDest.ACT, Sink.ACT), (OutDest.SCORE, Sink.SCORE),
+          (OutDest.ROUTER, Sink.ROUTER), (OutDest.DDR, Sink.DDR))
+
+
+class Dispatcher(wiring.Component):
+    """Instruction decode and phase control of the compute datapath.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+
+    Attributes
+    ----------
+    cmd : In(stream) of :func:`rtl.control.isa.compute_cmd_layout`, accepted when idle
+    mode : Out(lanes mode); lanes_src : Out(LanesSource); m_offset : Out(8)
+    sink : Out(Sink); act_rd_sel : Out(ActReader); act_wr_sel : Out(ActWriter)
+    aload, bmove, rowgen, feed, pack, act_sink, router_sink, ln_sink, store : Out(stream), the
+        engines' commands (valid in the cycle an instruction is accepted)
+    route_start : Out(1), a routing begins; pack_enable : Out(1), the packer takes its input;
+        pack_from_ln : Out(1), its input is LayerNorm's (else the softmax's)
+    tiler : Out(stream) of the array's command
+    aload_done, bmove_done, rowgen_done, feed_done, pack_done, store_done, route_done : In(1)
+    tiler_busy, tiler_out_valid, lanes_busy, lanes_in_valid, loader_busy : In(1)
+    busy : Out(1); layernorm_busy, softmax_busy, router_busy, mover_busy : Out(1) (counters)
+    """
+
+    def __init__(self, cfg: AccelConfig):
+        self.cfg = cfg
+        engines = {"aload": a_load_layout(cfg), "bmove": b_move_layout(cfg),
+                   "rowgen": row_gen_layout(cfg), "feed": feed_layout(cfg),
+                   "pack": pack_layout(cfg), "act_sink": act_sink_layout(cfg),
+                   "router_sink": router_sink_layout(cfg), "ln_sink": ln_sink_layout(cfg),
+                   "store": store_layout(cfg)}
+        done = ("aload_done", "bmove_done", "rowgen_done", "feed_done", "pack_done",
+                "store_done", "route_done", "tiler_busy", "tiler_out_valid", "lanes_busy",
+                "lanes_in_valid", "loader_busy")
+        super().__init__({
+            "cmd": In(stream.Signature(compute_cmd_layout(cfg))),
+            "mode": Out(lane_mode_layout(cfg.const_rows)),
+            "lanes_src": Out(LanesSource), "m_offset": Out(8),
+            "sink": Out(Sink), "act_rd_sel": Out(ActReader), "act_wr_sel": Out(ActWriter),
+            **{name: Out(stream.Signature(layout)) for name, layout in engines.items()},
+            "route_start": Out(1), "pack_enable": Out(1), "pack_from_ln": Out(1),
+            "tiler": Out(stream.Signature(command_layout(cfg.max_tokens, cfg.max_k, cfg.max_n,
+                                                         cfg.b_words))),
+            **{name: In(1) for name in done},
+            "busy": Out(1), "layernorm_busy": Out(1), "softmax_busy": Out(1),
+            "router_busy": Out(1), "mover_busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        state = Signal(_S)
+        cmd = Signal.like(self.cmd.payload)
+        op = cmd.instr.op
+        mm = cmd.instr.args.matmul
+        sink = Signal(Sink, init=Sink.NONE)
+        mode = Signal.like(self.mode)
+        lsrc = Signal(LanesSource)
+        m.d.comb += [self.cmd.ready.eq(state == _S.IDLE), self.mode.eq(mode),
+                     self.lanes_src.eq(lsrc), self.m_offset.eq(mm.m_offset), self.sink.eq(sink),
+                     self.act_rd_sel.eq(Mux(op == Op.BLOAD, ActReader.BMOVER, ActReader.ALOADER)),
+                     self.act_wr_sel.eq(Mux(op == Op.LOAD, ActWriter.LOADER,
+                                            Mux((op == Op.LAYERNORM) | (op == Op.SOFTMAX),
+                                                ActWriter.PACKER, ActWriter.SINK)))]
+        with m.If(self.cmd.valid & (state == _S.IDLE)):
+            m.d.sync += cmd.eq(self.cmd.payload)
+            self._accept(m, self.cmd.payload, state, mode, sink, lsrc)
+        self._phases(m, state, cmd, sink)
+        active = state != _S.IDLE
+        m.d.comb += [self.busy.eq(active),
+                     self.pack_enable.eq(active & ((op == Op.LAYERNORM) | (op == Op.SOFTMAX))),
+                     self.pack_from_ln.eq(op == Op.LAYERNORM),
+                     self.layernorm_busy.eq(active & (op == Op.LAYERNORM)),
+                     self.softmax_busy.eq(active & (op == Op.SOFTMAX)),
+                     self.router_busy.eq(active & (sink == Sink.ROUTER)),
+                     self.mover_busy.eq(state == _S.BMOVE)]
+        return m
+
+    def _accept(self, m, new, state, mode, sink, lsrc):
+        """Decode ``new``: lanes mode, selectors, first phase, engine commands."""
+        na = new.instr.args
+        with m.Switch(new.instr.op):
+            with m.Case(Op.MATMUL):
+                nm = na.matmul
+                m.d.sync += [mode.const_base.eq(new.const_base), mode.out_bits.eq(nm.out_bits),
+                             mode.gelu.eq(nm.gelu), mode.act_mult.eq(nm.act_mult),
+                             mode.act_shift.eq(nm.act_shift), mode.residual.eq(nm.residual),
+                             mode.scatter.eq(nm.scatter), mode.aux.eq(Aux.NONE),
+                             lsrc.eq(LanesSource.TILER)]
+                with m.Switch(nm.dest):
+                    for od, sk in _SINKS:
+                        with m.Case(od):
+                            m.d.sync += sink.eq(sk)
+                empty = (new.m == 0) | (nm.k == 0) | (nm.n == 0)
+                m.d.sync += state.eq(Mux(empty, _S.FINISH, _S.ALOAD))
+                self._start_matmul(m, new, empty)
+            with m.Case(Op.LAYERNORM):
+                ln = na.layernorm
+                m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
+                             mode.aux.eq(Aux.RES_READ), lsrc.eq(LanesSource.ROWGEN),
+                             sink.eq(Sink.LN), state.eq(_S.ROWGEN)]
+                self._start(m, self.rowgen, row0=ln.row0, rows=ln.rows, row_words=ln.row_words)
+                self._start(m, self.pack, d_addr=ln.d_addr, d_stride=ln.d_stride, rows=ln.rows)
+                self._start(m, self.ln_sink, row_words=ln.row_words, eps=ln.eps)
+            with m.Case(Op.LANES):
+                la = na.lanes
+                m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
+                             mode.aux.eq(la.aux), lsrc.eq(LanesSource.ROWGEN),
+                             sink.eq(Sink.NONE), state.eq(_S.ROWGEN)]
+                self._start(m, self.rowgen, row0=la.row0, rows=la.rows, row_words=la.row_words)
+            with m.Case(Op.LOAD):
+                ld = na.load
+                m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
+                             mode.const_base.eq(ld.const_row), mode.out_bits.eq(OutBits.INT16),
+                             mode.aux.eq(Mux(ld.dest == Dest.RES, Aux.RES_SET, Aux.NONE)),
+                             lsrc.eq(LanesSource.LOADER), sink.eq(Sink.NONE),
+                             state.eq(_S.FINISH)]
+            with m.Case(Op.BLOAD):
+                bl = na.bload
+                m.d.sync += state.eq(_S.BMOVE)
+                self._start(m, self.bmove, src=bl.src, stride=bl.stride, rows=bl.rows,
+                            words=bl.words, transpose=bl.transpose, b_offset=new.b_offset)
+            with m.Case(Op.SOFTMAX):
+                sm = na.softmax
+                m.d.sync += state.eq(_S.FEED)
+                self._start(m, self.feed, rows=sm.rows, length=sm.length)
+                self._start(m, self.pack, d_addr=sm.d_addr, d_stride=sm.d_stride, rows=sm.rows)
+            with m.Default():
+                m.d.sync += state.eq(_S.FINISH)
+
+    def _start_matmul(self, m, new, empty):
+        C = self.cfg.array_cols
+        nm = new.instr.args.matmul
+        with m.If(~empty):
+            self._start(m, self.aload, m=new.m, k=nm.k, a_addr=nm.a_addr, a_stride=nm.a_stride,
+                        gather=nm.gather, qstart=new.qstart)
+        self._start(m, self.act_sink, d_addr=nm.d_addr, d_stride=nm.d_stride)
+        self._start(m, self.router_sink, m=new.m)
+        tiles_n = (nm.n + C - 1) // C
+        with m.If(nm.dest == OutDest.DDR):
+            self._start(m, self.store, ddr_addr=new.ddr_addr, length=new.m * tiles_n * (2 * C),
+                        beats=new.m * tiles_n * self.cfg.store_ratio)
+        with m.If(nm.dest == OutDest.ROUTER):
+            m.d.comb += self.route_start.eq(1)
+
+    @staticmethod
+    def _start(module, port, **fields):
+        module.d.comb += port.valid.eq(1)
+        module.d.comb += [getattr(port.payload, k).eq(v) for k, v in fields.items()]
+
+    def _phases(self, m, state, cmd, sink):
+        mm = cmd.instr.args.matmul
+        with m.Switch(state):
+            with m.Case(_S.ALOAD):
+                with m.If(self.aload_done):
+                    m.d.sync += state.eq(_S.ISSUE)
+            with m.Case(_S.ISSUE):
+                t = self.tiler
+                m.d.comb += [t.valid.eq(1), t.payload.m.eq(cmd.m), t.payload.k.eq(mm.k),
+                             t.payload.n.eq(mm.n), t.payload.a_signed.eq(mm.a_signed),
+                             t.payload.b_offset.eq(cmd.b_offset)]
+                with m.If(t.ready):
+                    m.d.sync += state.eq(_S.FINISH)
+            with m.Case(_S.BMOVE):
+                with m.If(self.bmove_done):
+                    m.d.sync += state.eq(_S.FINISH)
+            with m.Case(_S.ROWGEN):
+                with m.If(self.rowgen_done):
+                    m.d.sync += state.eq(_S.FINISH)
+            with m.Case(_S.FEED):
+                with m.If(self.feed_done):
+                    m.d.sync += state.eq(_S.FINISH)
+            with m.Case(_S.FINISH):
+                with m.If(self._drained(cmd.instr.op, sink)):
+                    m.d.sync += state.eq(_S.IDLE)
+
+    def _drained(self, op, sink):
+        """The instruction's last effects are done (FINISH may end)."""
+        lanes_idle = ~self.lanes_busy & ~self.lanes_in_valid
+        matmul = (~self.tiler_busy & ~self.tiler_out_valid & lanes_idle
+                  & ((sink != Sink.DDR) | self.store_done)
+                  & ((sink != Sink.ROUTER) | self.route_done))
+        return Mux(op == Op.MATMUL, matmul,
+                   Mux((op == Op.LAYERNORM) | (op == Op.SOFTMAX), self.pack_done & lanes_idle,
+                       Mux(op == Op.LOAD, ~self.loader_busy & lanes_idle, lanes_idle)))
