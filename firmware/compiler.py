@@ -37,6 +37,7 @@ from golden.quant.model import IntLinear, IntM3ViT, IntMlp, Requant
 from rtl.array.lanes import Aux, OutBits
 from rtl.config import CONST_RECORD_BYTES, LNP_RECORD_BYTES, AccelConfig
 from rtl.control.isa import MAX_TASKS, Base, Dest, Op, OutDest, Unit, encode
+from rtl.control.version import ISA_DIGEST, ISA_VERSION, VERSION
 
 __all__ = ["compile_model", "CompiledModel", "CompileError", "COMPILER_VERSION"]
 
@@ -432,6 +433,8 @@ class _Compiler:
                                f"memory holds {cfg.imem_words}")
         meta = {
             "compiler": COMPILER_VERSION,
+            "hw_version": list(VERSION),
+            "isa": [ISA_VERSION, ISA_DIGEST],
             "model": mc.to_dict(),
             "accel": cfg.to_dict(),
             "array": {"rows": self.R, "cols": C},

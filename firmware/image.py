@@ -29,7 +29,8 @@ then the sections: ``meta`` (UTF-8 JSON object: ``model``, ``tasks``, ``accel``,
 …), ``program`` (the layer program: 256-bit = 32-byte instructions) and ``data`` (the DDR data
 region, weights and constants; DATA_BASE points at its byte 0).
 
-This module imports only the standard library so the compiler and the board both use it.
+This module imports only the standard library and ``rtl``'s plain-Python contract constants
+(:mod:`rtl.config`, :mod:`rtl.control.version`), so the compiler and the board both use it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtl.config import INSTR_BYTES
+from rtl.control.version import ISA_DIGEST, ISA_VERSION
+
 from .errors import ImageError, IncompatibleImageError
 
 __all__ = ["ModelImage", "ImageError", "IncompatibleImageError", "IMAGE_MAGIC", "IMAGE_VERSION",
@@ -51,7 +55,7 @@ IMAGE_MAGIC = b"M3VITIMG"
 IMAGE_VERSION = 1
 HEADER_BYTES = 64
 SECTION_ALIGN = 4096
-INSTRUCTION_BYTES = 32
+INSTRUCTION_BYTES = INSTR_BYTES
 
 _HEADER = struct.Struct("<8sIIIIQIIIIIIII")
 assert _HEADER.size == HEADER_BYTES
@@ -250,7 +254,8 @@ def task_names(meta: dict) -> list[str]:
 
 
 def check_compatible(image: ModelImage, fingerprint: int,
-                     version: tuple[int, int] | None = None) -> None:
+                     version: tuple[int, int] | None = None,
+                     isa: tuple[int, str] | None = (ISA_VERSION, ISA_DIGEST)) -> None:
     """Refuse an image that was not built for this accelerator.
 
     Parameters
@@ -262,12 +267,21 @@ def check_compatible(image: ModelImage, fingerprint: int,
     version : tuple of int, optional
         The accelerator's (major, minor) VERSION. When the image's meta records the
         ``hw_version`` it was compiled for, the major versions must agree.
+    isa : (int, str), optional
+        The instruction set (version, layout digest) this firmware and its accelerator speak
+        (default: :mod:`rtl.control.version`'s). The image's ``meta["isa"]`` must equal it.
 
     Raises
     ------
     IncompatibleImageError
-        Fingerprint or major version differ, or the meta lacks a task list.
+        Fingerprint, major version or instruction set differ, or the meta lacks a task list.
     """
+    image_isa = image.meta.get("isa")
+    if isa is not None and image_isa is not None and list(image_isa) != list(isa):
+        raise IncompatibleImageError(
+            f"image compiled for instruction set {image_isa!r}, this accelerator speaks "
+            f"[{isa[0]}, {isa[1]!r}] (version, layout digest): recompile it with this "
+            f"release's compiler")
     if image.fingerprint != fingerprint:
         model = (image.meta.get("model") or {}).get("name", "?")
         raise IncompatibleImageError(

@@ -53,8 +53,9 @@ class ALoader(wiring.Component):
     ----------
     cmd : In(stream) of :func:`a_load_layout`, accepted when idle (``m`` >= 1, ``k`` >= 1)
     act : Out(read) of ACT words; queue : Out(read) of :func:`queue_entry_layout`
-    a_load : Out(stream) of ``{bank, addr, value}`` (the tiler's A-bank writes; always taken)
-    queue_load : Out(stream) of ``{addr, value}`` (the lanes' queue copy; always taken)
+    a_load : Out(stream) of ``{bank, addr, value}`` (the tiler's A-bank writes; the tiler always
+        takes them, the loader waits when it does not)
+    queue_load : Out(stream) of ``{addr, value}`` (the lanes' queue copy; likewise)
     busy : Out(1); done : Out(1), the cycle the last A word is written
     """
 
@@ -121,9 +122,10 @@ class ALoader(wiring.Component):
                     addr = Signal(24)
                     m.d.comb += addr.eq(Mux(job.gather, job.a_addr + token * job.a_stride,
                                             lin_addr))
-                    m.d.sync += [row_addr.eq(addr), word.eq(0), sub.eq(0), phase.eq(2)]
                     m.d.comb += [self.act.addr.eq(addr), self.act.en.eq(1),
                                  self.queue_load.valid.eq(job.gather)]
+                    with m.If(~job.gather | self.queue_load.ready):
+                        m.d.sync += [row_addr.eq(addr), word.eq(0), sub.eq(0), phase.eq(2)]
                 with m.Default():
                     self._words(m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr,
                                 phase, busy)
@@ -131,10 +133,13 @@ class ALoader(wiring.Component):
 
     def _words(self, m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr, phase,
                busy):
-        """Phase 2: one A word per cycle; the next ACT word is read with the last sub-word."""
+        """Phase 2: one A word per cycle taken; the next ACT word is read with the last
+        sub-word."""
         R, ratio = self.cfg.array_rows, self.cfg.a_ratio
         m.d.comb += self.a_load.valid.eq(1)
-        with m.If(sub != ratio - 1):
+        with m.If(~self.a_load.ready):
+            pass                                          # hold: the word stays offered
+        with m.Elif(sub != ratio - 1):
             m.d.sync += sub.eq(sub + 1)
         with m.Elif(word + 1 < kw):
             m.d.sync += [sub.eq(0), word.eq(word + 1)]

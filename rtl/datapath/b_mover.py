@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -61,7 +61,8 @@ class BMover(wiring.Component):
     cmd : In(stream) of :func:`b_move_layout` (``b_offset``: ping-pong parity applied),
         accepted when idle
     act : Out(read) of ACT words
-    b_word : Out(stream) of :func:`b_word_layout` (the weight banks always take it)
+    b_word : Out(stream) of :func:`b_word_layout` (the weight banks always take it; the mover
+        waits when they do not)
     busy : Out(1); done : Out(1), the cycle of the last B word
     """
 
@@ -89,7 +90,8 @@ class BMover(wiring.Component):
                          st.waddr.eq(new.b_offset), st.tp_write.eq(0), st.tp_have.eq(0),
                          st.tp_rd_addr.eq(new.src)]
         m.d.comb += st.tp_left.eq(job.rows - st.row)
-        write = Signal()          # a B word goes out this cycle
+        write = Signal()          # a B word goes out this cycle (byte phase or a direct word)
+        m.d.comb += write.eq(busy & (job.rows != 0) & Mux(job.transpose, st.tp_write, st.have))
         bw = self.b_word.payload
         m.d.comb += self.b_word.valid.eq(write)
         with m.If(job.transpose):
@@ -108,12 +110,14 @@ class BMover(wiring.Component):
         with m.If(busy):
             with m.If(job.rows == 0):
                 m.d.comb += finish.eq(1)
+            with m.Elif(write & ~self.b_word.ready):
+                pass                                      # hold: the word stays offered
             with m.Elif(job.transpose & ~st.tp_write):
                 self._gather_block(m, job, st)
             with m.Elif(job.transpose):
-                self._write_block(m, job, st, write, finish)
+                self._write_block(m, job, st, finish)
             with m.Else():
-                self._direct(m, job, st, write, finish)
+                self._direct(m, job, st, finish)
         return m
 
     def _gather_block(self, m, job, st):
@@ -131,10 +135,9 @@ class BMover(wiring.Component):
             with m.If(~st.tp_have):
                 m.d.sync += [st.tp_write.eq(1), st.byte.eq(0)]
 
-    def _write_block(self, m, job, st, write, finish):
+    def _write_block(self, m, job, st, finish):
         """Transposed, phase 2: byte ``byte`` of every buffered token into its bank."""
         C = self.cfg.array_cols
-        m.d.comb += write.eq(1)
         with m.If(st.byte != C - 1):
             m.d.sync += st.byte.eq(st.byte + 1)
         with m.Else():
@@ -149,13 +152,12 @@ class BMover(wiring.Component):
                 with m.If(st.tp_left <= C):
                     m.d.comb += finish.eq(1)
 
-    def _direct(self, m, job, st, write, finish):
+    def _direct(self, m, job, st, finish):
         """Direct: read a token's word, then write it to every bank."""
         with m.If(~st.have):
             m.d.comb += [self.act.addr.eq(st.row_addr + st.word), self.act.en.eq(1)]
             m.d.sync += st.have.eq(1)
         with m.Else():
-            m.d.comb += write.eq(1)
             m.d.sync += st.have.eq(0)
             with m.If(st.word + 1 < job.words):
                 m.d.sync += [st.word.eq(st.word + 1), st.waddr.eq(st.waddr + job.rows)]

@@ -218,6 +218,7 @@ class AmaranthBench(Bench):
             self._vcd.__enter__()
 
     async def _testbench(self, ctx):
+        self._ctx = ctx
         io = _AmaranthIO(ctx, self.signals)
         while True:
             if self._segment is None:
@@ -248,6 +249,13 @@ class AmaranthBench(Bench):
         if isinstance(self._result, Exception):
             raise self._result
         return self._result
+
+    def peek(self, value):
+        """The current value of any signal, memory row (``memory.data[i]``) or expression of
+        the design, between runs (for tests that check state no port shows)."""
+        if getattr(self, "_ctx", None) is None:
+            self.run(lambda: True, max_cycles=1)
+        return self._ctx.get(value)
 
     def probe(self, path: str) -> str:
         """Make an internal signal readable by ``io.get(path)``: ``path`` is the dotted

@@ -52,7 +52,8 @@ def ceil_q16(t: Value) -> Value:
 
 
 def banked_row_schedule(lengths: list[int], banks: int, fill_latency: int, scalar_cycles: int,
-                        out_latency: int) -> list[tuple[int, int]]:
+                        out_latency: int, spans: list[int] | None = None,
+                        gap: int = 0) -> list[tuple[int, int]]:
     """Cycle formula shared by the banked row units (softmax, LayerNorm).
 
     Such a unit writes a row (``lengths[r]`` beats) into one of ``banks`` row banks while
@@ -62,24 +63,29 @@ def banked_row_schedule(lengths: list[int], banks: int, fill_latency: int, scala
     the input always valid and the output always ready, and the first beat accepted in cycle
     0, it returns per row (cycle of the first accepted beat, cycle of the last output beat)::
 
-        a_r    = max(a_{r-1} + L_{r-1}, free_{r-banks})       first beat accepted
-        f_r    = a_r + L_r - 1 + fill_latency                 bank filled (statistics final)
+        a_r    = max(a_{r-1} + S_{r-1} + gap, free_{r-banks})  first beat accepted
+        f_r    = a_r + S_r - 1 + fill_latency                 bank filled (statistics final)
         x_r    = max(f_r, y_{r-1} + 1)                        per-row computation starts
         y_r    = x_r + scalar_cycles                          its result is ready
         z_r    = max(y_r + 1, z_{r-1} + L_{r-1})              emit pass loads the row's constants
         free_r = z_r + L_r + 1                                bank reusable
         last output beat of row r: z_r + L_r + out_latency - 1
+
+    ``S_r`` (``spans``, default ``L_r``) is the cycles row ``r``'s input takes from its first to
+    just after its last beat, and ``gap`` the idle cycles between rows: a feeder with read
+    cycles between its words (the score feeder) offers its rows that way.
     """
     if banks < 1:
         raise ValueError("banks must be >= 1")
+    spans = list(lengths) if spans is None else list(spans)
     a, y, z, free, out = [], [], [], [], []
     for r, n in enumerate(lengths):
         if n < 1:
             raise ValueError("rows have at least one beat")
-        ar = 0 if r == 0 else a[-1] + lengths[r - 1]
+        ar = 0 if r == 0 else a[-1] + spans[r - 1] + gap
         if r >= banks:
             ar = max(ar, free[r - banks])
-        fr = ar + n - 1 + fill_latency
+        fr = ar + spans[r] - 1 + fill_latency
         xr = fr if r == 0 else max(fr, y[-1] + 1)
         yr = xr + scalar_cycles
         zr = yr + 1 if r == 0 else max(yr + 1, z[-1] + lengths[r - 1])

@@ -32,7 +32,8 @@ RECIP_BITS = ops.SOFTMAX_RECIP_BITS - ops.EXP_FRAC + 2
 
 
 def softmax_schedule(lengths: list[int], banks: int = 3,
-                     recip_cycles: int = RECIP_BITS + 1) -> list[tuple[int, int]]:
+                     recip_cycles: int = RECIP_BITS + 1, spans: list[int] | None = None,
+                     gap: int = 0) -> list[tuple[int, int]]:
     """The unit's cycle formula: :func:`rtl.units.arith.banked_row_schedule` with fill latency 3,
     ``recip_cycles`` (27) for the reciprocal and output latency 5.
 
@@ -46,7 +47,7 @@ def softmax_schedule(lengths: list[int], banks: int = 3,
     completion by at most one.
     """
     return banked_row_schedule(lengths, banks, SOFTMAX_FILL_LATENCY, recip_cycles,
-                               SOFTMAX_OUT_LATENCY)
+                               SOFTMAX_OUT_LATENCY, spans, gap)
 
 
 class Softmax(wiring.Component):
@@ -112,9 +113,11 @@ class Softmax(wiring.Component):
         """Divider cycles per row (acceptance to quotient)."""
         return RECIP_BITS + 1
 
-    def schedule(self, lengths: list[int]) -> list[tuple[int, int]]:
-        """:func:`softmax_schedule` for this unit's parameters."""
-        return softmax_schedule(lengths, self.banks, self.recip_cycles())
+    def schedule(self, lengths: list[int], spans: list[int] | None = None,
+                 gap: int = 0) -> list[tuple[int, int]]:
+        """:func:`softmax_schedule` for this unit's parameters (``spans``/``gap``: rows offered
+        with idle cycles, see :func:`rtl.units.arith.banked_row_schedule`)."""
+        return softmax_schedule(lengths, self.banks, self.recip_cycles(), spans, gap)
 
     def elaborate(self, platform):
         m = Module()

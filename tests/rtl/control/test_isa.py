@@ -41,3 +41,13 @@ def test_program_doc_is_generated_from_the_isa():
     end = text.index("<!-- end generated -->")
     assert text[start:end].split("\n", 1)[1] == fields_markdown(), \
         "docs/program.md is stale: regenerate its field tables with python -m rtl.control.isa --markdown"
+
+
+def test_isa_digest_is_current():
+    """rtl/control/version.py's ISA_DIGEST is the digest of today's layouts (a changed layout
+    must bump it: model images and the fingerprint carry it)."""
+    from rtl.control.isa import isa_digest
+    from rtl.control.version import ISA_DIGEST
+    assert isa_digest() == ISA_DIGEST, (
+        f"the instruction layouts changed: set ISA_DIGEST = {isa_digest()!r} in "
+        "rtl/control/version.py (python -m rtl.control.isa --digest) and bump ISA_VERSION")
