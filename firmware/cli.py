@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upsampling (default nearest for segmentation, bilinear for regression)")
     p.add_argument("--out", default="out/firmware", help="output folder (default out/firmware)")
     p.add_argument("--no-panel", action="store_true", help="skip the per-input panel PNG")
+    p.add_argument("--uphead", metavar="CHECKPOINT",
+                   help="golden checkpoint whose up-heads (the original's convolutional heads) "
+                        "post-process tasks the model image marks 'uphead' (needs torch)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = add("bench", "frames/s per task, task-switch overhead and counter breakdown")
@@ -445,8 +448,33 @@ def _model_for(args):
     return image
 
 
+def _upheads(args, meta: dict, tasks: list[str]) -> dict:
+    """The golden up-heads of the tasks the image marks ``"uphead"`` (``--uphead``)."""
+    from .post import task_spec
+    need = [t for t in tasks if task_spec(meta, t).get("head") == "uphead"]
+    if not need:
+        return {}
+    if not args.uphead:
+        raise UsageError(f"task(s) {', '.join(need)} end in the original's up-head, which runs on "
+                         f"the PS: pass --uphead CHECKPOINT (a golden checkpoint with those heads)")
+    try:
+        from golden.checkpoint import load_model
+        model = load_model(args.uphead)
+    except ImportError as exc:
+        raise UsageError(f"--uphead needs golden and torch on this machine: {exc}") from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(f"--uphead: {exc}") from None
+    if model.cfg.head_type != "uphead":
+        raise UsageError(f"--uphead {args.uphead}: its heads are {model.cfg.head_type!r}, not the "
+                         f"original's up-heads")
+    missing = [t for t in need if t not in model.decoders]
+    if missing:
+        raise UsageError(f"--uphead {args.uphead} has no head for {', '.join(missing)}")
+    return {t: model.decoders[t] for t in need}
+
+
 def cmd_run(args) -> int:
-    from .post import save_outputs, save_panel, task_spec
+    from .post import save_outputs, save_panel, task_spec, uphead_output
     from .scheduler import Scheduler
     image = _model_for(args)
     if image is not None:
@@ -465,11 +493,16 @@ def cmd_run(args) -> int:
         originals = {stem: orig for stem, _, orig in inputs}
         written = []
 
+        upheads = _upheads(args, meta, tasks)
+
         def on_frame(frame):
             stem = frame.request.tag
             spec = task_spec(meta, frame.result.task)
             size = args.output_size or originals.get(stem)
-            paths = save_outputs(out, stem, spec, frame.result.output, size, args.upsample)
+            raw = output = frame.result.output
+            if spec.get("head") == "uphead":
+                output, spec = uphead_output(raw, spec, upheads[spec["name"]])
+            paths = save_outputs(out, stem, spec, output, size, args.upsample, raw=raw)
             pictures.setdefault(stem, []).append((frame.result.task, paths["picture"]))
             written.append(str(paths["png"]))
             print(_frame_line(frame, accel.clock_hz) + f" -> {paths['png']}", flush=True)

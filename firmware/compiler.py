@@ -276,6 +276,18 @@ class _Compiler:
         if nxt is not None:
             self.prefetch(note + "->next", nxt)
 
+    def _task_meta(self, spec, head, tokens: int, width: int, chunks: list) -> dict:
+        """The model image's description of one task's output buffer."""
+        mc = self.model.cfg
+        meta = {"name": spec.name, "kind": spec.kind, "channels": spec.channels,
+                "out_scale": float(head.out_scale), "tokens": tokens, "width": width,
+                "grid": list(mc.grid), "patch": mc.patch_size, "chunks": chunks,
+                "head": head.kind}
+        if head.kind == "uphead":  # D LayerNorm features per token; the PS runs the convolutions
+            meta.update(channels=width, patch=1, classes=spec.channels,
+                        image_size=list(mc.img_size))
+        return meta
+
     def layernorm(self, note, ln, row0, rows, d_addr) -> None:
         rec = np.zeros(self.D, [("gamma", "<i4"), ("pad", "<i4"), ("beta", "<i8")])
         rec["gamma"], rec["beta"] = ln.gamma, ln.beta
@@ -423,9 +435,7 @@ class _Compiler:
                 chunks.append({"n0": n0, "n": mat["n"], "offset": out_off, "bytes": nbytes})
                 out_off += nbytes
             prog.emit(Op.END, f"head.{t}.end")
-            tasks_meta.append({"name": t, "kind": spec.kind, "channels": spec.channels,
-                               "out_scale": float(head.out_scale), "tokens": P, "width": width,
-                               "grid": [gh, gw], "patch": mc.patch_size, "chunks": chunks})
+            tasks_meta.append(self._task_meta(spec, head, P, width, chunks))
 
         program, listing = prog.assemble()
         if len(listing) > cfg.imem_words:

@@ -23,8 +23,8 @@ import numpy as np
 
 from .errors import UsageError
 
-__all__ = ["upsample", "argmax_lowest", "task_map", "colorize", "save_outputs", "load_image",
-           "save_panel", "task_spec", "IMAGE_SUFFIXES"]
+__all__ = ["upsample", "argmax_lowest", "task_map", "uphead_output", "colorize", "save_outputs",
+           "load_image", "save_panel", "task_spec", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".npy")
 
@@ -127,6 +127,30 @@ def task_map(output: np.ndarray, spec: dict, size: tuple[int, int] | None = None
     return real[0] if real.shape[0] == 1 else real
 
 
+def uphead_output(features: np.ndarray, spec: dict, head) -> tuple[np.ndarray, dict]:
+    """Apply a golden up-head (the original's convolutions, after its LayerNorm) on the PS.
+
+    Parameters
+    ----------
+    features : numpy.ndarray
+        The accelerator's int16 LayerNorm features [D, gh, gw] of an ``"uphead"`` task.
+    spec : dict
+        The task's ``meta["tasks"]`` entry.
+    head : golden.model.UpHead
+        The task's head (``--uphead CHECKPOINT``).
+
+    Returns
+    -------
+    (numpy.ndarray, dict)
+        float32 [C, H, W] head output and the spec describing it (for :func:`task_map`).
+    """
+    out = head.decode_features(features, spec["out_scale"])
+    if out.shape[0] != spec["classes"]:
+        raise ValueError(f"task {spec['name']!r}: the up-head gives {out.shape[0]} channels, the "
+                         f"model image says {spec['classes']}")
+    return out, {**spec, "channels": spec["classes"], "out_scale": 1.0}
+
+
 def colorize(spec: dict, value_map: np.ndarray) -> np.ndarray:
     """RGB uint8 [H, W, 3] picture of a :func:`task_map` result.
 
@@ -156,12 +180,15 @@ def colorize(spec: dict, value_map: np.ndarray) -> np.ndarray:
 
 
 def save_outputs(out_dir: str | Path, stem: str, spec: dict, output: np.ndarray,
-                 size: tuple[int, int] | None = None, mode: str | None = None) -> dict[str, Path]:
+                 size: tuple[int, int] | None = None, mode: str | None = None,
+                 raw: np.ndarray | None = None) -> dict[str, Path]:
     """Write one frame's results for one task.
 
     Files (``T`` = task name)::
 
         STEM_T_raw.npy   the accelerator's int16 head output [C, H, W], as read from DDR
+                         (``raw``; default ``output``: for an up-head task, ``output`` is the
+                         PS's float up-head output and ``raw`` the accelerator's features)
         STEM_T.npy       class map (uint8 if it fits, else int64) or real values (float32)
         STEM_T.png       coloured segmentation / depth heat map
 
@@ -181,7 +208,7 @@ def save_outputs(out_dir: str | Path, stem: str, spec: dict, output: np.ndarray,
         value_map = value_map.astype(np.uint8)
     paths = {"raw": out_dir / f"{stem}_{name}_raw.npy", "map": out_dir / f"{stem}_{name}.npy",
              "png": out_dir / f"{stem}_{name}.png"}
-    np.save(paths["raw"], np.asarray(output))
+    np.save(paths["raw"], np.asarray(output if raw is None else raw))
     np.save(paths["map"], value_map)
     picture = colorize(spec, value_map)
     Image.fromarray(picture).save(paths["png"])

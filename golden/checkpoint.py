@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import torch
 
 from .config import ModelConfig
 from .model import M3ViT, load_state_dict_resized
+from .original import import_original, looks_like_ours
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "DEFAULT_CHECKPOINTS",
            "default_checkpoint"]
@@ -37,28 +40,136 @@ def save_checkpoint(path: str | Path, model: M3ViT, **extra) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+def _read(path: Path) -> object:
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
         raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not an M3ViT checkpoint (no config/state_dict)")
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Our own checkpoint file as a dict (``format``, ``config``, ``state_dict``, ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist"
+                                + (" as a file (a directory: an original per-rank checkpoint? "
+                                   "use load_model(path, config=NAME))" if path.is_dir() else ""))
+    return _check_ours(_read(path), path)
+
+
+def _check_ours(ckpt: object, path: Path) -> dict:
+    if not looks_like_ours(ckpt):
+        raise ValueError(f"{path} is not one of our M3ViT checkpoints (no format/config/"
+                         f"state_dict); if it is the original repository's, load it with "
+                         f"load_model(path, config=NAME) or python -m golden.checkpoint import")
     if ckpt.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {ckpt.get('format')} is not the supported "
                          f"{FORMAT_VERSION}")
     return ckpt
 
 
-def load_model(path: str | Path, img_size: tuple[int, int] | None = None) -> M3ViT:
+def load_model(path: str | Path, img_size: tuple[int, int] | None = None, *,
+               config: str | None = None, backbone_only: bool = False,
+               overrides: dict | None = None, trust: bool = False) -> M3ViT:
     """Model from a checkpoint, in eval mode; built for ``img_size`` if given (position embeddings
-    resized once here)."""
-    ckpt = load_checkpoint(path)
-    cfg = ModelConfig.from_dict(ckpt["config"])
+    resized once here).
+
+    ``path`` is one of our checkpoints, or (with ``config``) the original repository's: a single
+    file or a directory of per-rank files, mapped by :func:`golden.original.import_original`
+    (``backbone_only``, ``overrides`` and ``trust`` are passed on).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    obj = _read(path) if path.is_file() and not trust else None
+    if obj is not None and looks_like_ours(obj):
+        ckpt = _check_ours(obj, path)
+        cfg = ModelConfig.from_dict(ckpt["config"])
+        state = ckpt["state_dict"]
+    elif config is None:
+        raise ValueError(f"{path} is not one of our M3ViT checkpoints; if it is the original "
+                         f"repository's (a file or a directory of per-rank files), say which "
+                         f"config it is: load_model(path, config=NAME) / --config NAME")
+    else:
+        imported = import_original(path, config, backbone_only=backbone_only,
+                                   overrides=overrides, trust=trust)
+        cfg, state = imported.model.cfg, imported.model.state_dict()
+        if img_size is None or tuple(img_size) == tuple(cfg.img_size):
+            return imported.model
     target = cfg.replace(img_size=tuple(img_size)) if img_size else cfg
     model = M3ViT(target)
-    load_state_dict_resized(model, ckpt["state_dict"], cfg)
+    load_state_dict_resized(model, state, cfg)
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+def _override_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _size_arg(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import config_names
+    p = argparse.ArgumentParser(prog="python -m golden.checkpoint",
+                                description="Checkpoint tools: convert the original M3ViT "
+                                "repository's checkpoints to ours.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    imp = sub.add_parser("import", help="convert an original checkpoint (file or per-rank "
+                         "directory) into one of ours, printing what was mapped")
+    imp.add_argument("original", help="checkpoint.pth.tar / best_model.pth.tar (file or "
+                     "directory of 0.pth, 1.pth, ...)")
+    imp.add_argument("--config", required=True, choices=config_names(),
+                     help="our model config to map onto (heads become the original's up-heads)")
+    imp.add_argument("--out", required=True, help="our checkpoint to write (.pt)")
+    imp.add_argument("--backbone-only", action="store_true",
+                     help="load backbone and gates only; heads keep the config's type, fresh")
+    imp.add_argument("--override", action="append", type=_override_arg, default=[],
+                     metavar="FIELD=VALUE", help="change a config field to fit the checkpoint "
+                     "(e.g. expert_hidden=192, semseg.channels=7); repeatable")
+    imp.add_argument("--source-size", type=_size_arg, metavar="HxW",
+                     help="image size the checkpoint was trained at (only needed when its patch "
+                     "grid is not square and differs from the config's)")
+    imp.add_argument("--trust", action="store_true",
+                     help="allow arbitrary pickled objects (only for files you trust)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    if out.is_dir():
+        print(f"error: --out {out} is a directory; give a file name", file=sys.stderr)
+        return 2
+    try:
+        imported = import_original(args.original, args.config, backbone_only=args.backbone_only,
+                                   overrides=dict(args.override),
+                                   source_img_size=args.source_size, trust=args.trust)
+        save_checkpoint(out, imported.model, imported_from=str(args.original))
+    except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(imported.summary())
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["TaskSpec", "ModelConfig", "CONFIGS", "get_config", "config_names"]
+HEAD_TYPES = ("linear", "uphead")
+LOAD_ESTIMATES = ("original", "logit")
+
+__all__ = ["HEAD_TYPES", "LOAD_ESTIMATES", "TaskSpec", "ModelConfig", "CONFIGS", "get_config", "config_names"]
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,12 @@ class ModelConfig:
     tasks : tuple of TaskSpec
         The tasks, each with its gate in every MoE layer and its own head.
     head_hidden : int
-        Hidden width of each task head's per-token MLP (0: a single linear layer).
+        Hidden width of each task head's per-token MLP (0: a single linear layer). Only for
+        ``head_type="linear"``.
+    head_type : str
+        ``"linear"``: our per-token head (LayerNorm → MLP → pixel shuffle), run on the accelerator;
+        ``"uphead"``: the original's convolutional up-head (``VisionTransformerUpHead``, its
+        state-dict names kept): the accelerator runs its LayerNorm, the PS/CPU its convolutions.
     gate_type : str
         ``"multi"``: one gate per task (``mlp.gate.<t>.w_gate`` of shape [D, E], the original's
         ``multi_gate``); ``"shared"``: one gate on the token concatenated with a one-hot task
@@ -78,6 +86,12 @@ class ModelConfig:
         V-MoE gate. No noise at inference.
     balance_weight : float
         Weight of the load-balancing loss (cv²(importance) + cv²(load)) per gate.
+    load_estimate : str
+        How the balancing loss estimates each expert's load while the gate noise is on.
+        ``"original"`` (default): exactly as the original's ``NoisyGate_VMoE._prob_in_top_k``,
+        which compares the raw logits with thresholds taken from the softmax *probabilities* (so
+        training statistics match the original's); ``"logit"``: thresholds in logit space, the
+        consistent form of Shazeer et al. (2017). Without noise both count routed tokens.
     input_norm : str
         ``"imagenet"`` (mean/std normalisation) or ``"none"`` (raw [0, 1] pixels).
     layer_norm_eps : float
@@ -96,9 +110,11 @@ class ModelConfig:
     mlp_hidden: int
     tasks: tuple[TaskSpec, ...]
     head_hidden: int = 0
+    head_type: str = "linear"
     gate_type: str = "multi"
     noise_std: float = 1.0
     balance_weight: float = 0.01
+    load_estimate: str = "original"
     input_norm: str = "imagenet"
     layer_norm_eps: float = 1e-6
 
@@ -120,6 +136,12 @@ class ModelConfig:
             problems.append("task names must be unique")
         if self.gate_type not in ("multi", "shared"):
             problems.append(f"gate_type must be 'multi' or 'shared', not {self.gate_type!r}")
+        if self.head_type not in HEAD_TYPES:
+            problems.append(f"head_type must be one of {', '.join(HEAD_TYPES)}, not "
+                            f"{self.head_type!r}")
+        if self.load_estimate not in LOAD_ESTIMATES:
+            problems.append(f"load_estimate must be one of {', '.join(LOAD_ESTIMATES)}, not "
+                            f"{self.load_estimate!r}")
         if self.input_norm not in ("imagenet", "none"):
             problems.append(f"input_norm must be 'imagenet' or 'none', not {self.input_norm!r}")
         if problems:

@@ -36,7 +36,7 @@ __all__ = ["TaskCost", "measure", "count_macs", "main"]
 
 # Module classes the FLOP counter attributes work to; the rest (gate + experts) is the MoE.
 _PARTS = {"PatchEmbed": "patch_embed", "Attention": "attention", "Mlp": "dense_mlp",
-          "TaskHead": "head"}
+          "TaskHead": "head", "UpHead": "head"}
 
 
 def count_macs(fn) -> tuple[int, dict[str, int]]:
@@ -45,7 +45,9 @@ def count_macs(fn) -> tuple[int, dict[str, int]]:
         fn()
     total = counter.get_total_flops() // 2
     counts = counter.get_flop_counts()
-    parts = {name: sum(counts.get(cls, {}).values()) // 2 for cls, name in _PARTS.items()}
+    parts = dict.fromkeys(_PARTS.values(), 0)
+    for cls, name in _PARTS.items():
+        parts[name] += sum(counts.get(cls, {}).values()) // 2
     parts["moe"] = total - sum(parts.values())
     return total, parts
 

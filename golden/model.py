@@ -28,13 +28,19 @@ ours                                        original                            
 ``backbone.blocks.N.mlp.gate.w_gate``       same (shared gate on [x, onehot(task)])    [D+T, E]
 ``backbone.blocks.N.mlp.experts.htoh4.*``   same (FMoELinear: weight [E, out, in])     [E, Hx, D]
 ``backbone.blocks.N.mlp.experts.h4toh.*``   same                                       [E, D, Hx]
-``decoders.<task>.norm/fc1/fc2.*``          ours: per-token MLP head (the original     see
-                                            uses a convolutional up-head, ViT-UpHead)  TaskHead
+``decoders.<task>.norm/fc1/fc2.*``          ``head_type="linear"``: ours, per-token    see
+                                            MLP head, runs on the accelerator          TaskHead
+``decoders.<task>.norm/conv_0..4/``         ``head_type="uphead"``: same (the          see
+``syncbn_fc_0..3.*``                        original's ``VisionTransformerUpHead``)    UpHead
 ==========================================  =========================================  ===========
+
+:mod:`golden.original` reads the original's checkpoint files (one file or a directory of per-rank
+files) and maps them onto this model.
 
 The original's V-MoE gate (``noisy_vmoe``) semantics are kept: softmax over *all* experts, keep the
 top-k probabilities without renormalising, add N(0, (noise_std/E)²) noise to the logits only while
-training, and a balancing loss (cv²(importance) + cv²(load)) × 0.01 per gate.
+training, and a balancing loss (cv²(importance) + cv²(load)) × 0.01 per gate, whose load estimate
+is by default computed exactly as the original does (``ModelConfig.load_estimate``).
 """
 
 from __future__ import annotations
@@ -49,7 +55,8 @@ import torch.nn.functional as F
 from .config import ModelConfig
 
 __all__ = [
-    "M3ViT", "MoEMlp", "TaskGate", "SharedTaskGate", "TaskHead", "Routing",
+    "M3ViT", "MoEMlp", "TaskGate", "SharedTaskGate", "TaskHead", "UpHead", "UPHEAD_CHANNELS",
+    "Routing",
     "top_k_routing", "resize_pos_embed", "load_state_dict_resized", "IMAGENET_MEAN", "IMAGENET_STD",
 ]
 
@@ -179,6 +186,7 @@ class MoEMlp(nn.Module):
         self.top_k = cfg.top_k
         self.noise_std = cfg.noise_std
         self.balance_weight = cfg.balance_weight
+        self.load_estimate = cfg.load_estimate
         self.gate_type = cfg.gate_type
         if cfg.gate_type == "multi":
             self.gate = nn.ModuleList(TaskGate(cfg.dim, cfg.experts) for _ in cfg.tasks)
@@ -215,10 +223,13 @@ class MoEMlp(nn.Module):
         gates = torch.zeros_like(probs).scatter(1, indices, weights)
         importance = gates.sum(0)
         e, k = self.experts_count, self.top_k
-        if k < e and noise_scale > 0:
+        if k < e and abs(noise_scale) > 1e-6:
             # Smooth load estimate: probability that each expert stays in the top k under a new
-            # draw of the noise, given the other logits (Shazeer et al., 2017).
-            top, _ = torch.sort(noisy_logits, dim=-1, descending=True)
+            # draw of the noise, given the other logits (Shazeer et al., 2017). The original takes
+            # the thresholds from the top k+1 softmax probabilities and compares raw logits with
+            # them ("original"); "logit" takes them from the noisy logits.
+            ranked = probs if self.load_estimate == "original" else noisy_logits
+            top, _ = torch.sort(ranked, dim=-1, descending=True)
             threshold_in = top[:, k : k + 1]   # the (k+1)-th value: to beat if we are in
             threshold_out = top[:, k - 1 : k]  # the k-th value: to beat if we are out
             is_in = noisy_logits > threshold_in
@@ -371,6 +382,92 @@ class TaskHead(nn.Module):
         return pixel_shuffle_tokens(x, self.grid, self.patch, self.channels)
 
 
+UPHEAD_CHANNELS = 256  # the original's conv width (hard-wired in its VisionTransformerUpHead)
+
+
+class UpHead(nn.Module):
+    """The original's convolutional up-head (``VisionTransformerUpHead``, ``num_conv=4``,
+    ``num_upsampe_layer=4``, bilinear, ``align_corners=False``), state-dict names kept.
+
+    LayerNorm on the patch tokens → grid → three times (3×3 conv → BatchNorm → ReLU → ×2) → 3×3
+    conv → BatchNorm → ReLU → 1×1 conv to the task's channels → ×2; then resized to the input
+    size as the original's ``MultiTaskModel`` does (the identity for 16-pixel patches).
+    """
+
+    def __init__(self, cfg: ModelConfig, channels: int):
+        super().__init__()
+        self.grid = cfg.grid
+        self.img_size = tuple(cfg.img_size)
+        self.channels = channels
+        w = UPHEAD_CHANNELS
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.layer_norm_eps)
+        self.conv_0 = nn.Conv2d(cfg.dim, w, 3, 1, 1)
+        self.conv_1 = nn.Conv2d(w, w, 3, 1, 1)
+        self.conv_2 = nn.Conv2d(w, w, 3, 1, 1)
+        self.conv_3 = nn.Conv2d(w, w, 3, 1, 1)
+        self.conv_4 = nn.Conv2d(w, channels, 1, 1)
+        for i in range(4):
+            self.add_module(f"syncbn_fc_{i}", nn.BatchNorm2d(w))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Patch tokens [B, P, D] (class token removed) → maps [B, C, H, W]."""
+        return self.decode(self.norm(tokens))
+
+    @classmethod
+    @torch.no_grad()
+    def apply_post(cls, cfg: ModelConfig, channels: int, post: dict, features, scale: float):
+        """The up-head after its LayerNorm (the PS's part) on the accelerator's int16 features.
+
+        Parameters
+        ----------
+        post : dict
+            The head's state dict without ``norm.*`` (arrays or tensors).
+        features : array [D, gh, gw]
+            int16 LayerNorm output of the patch tokens; real value = q × ``scale``.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 [C, H, W].
+        """
+        head = cls(cfg, channels)
+        state = {k: torch.as_tensor(v) for k, v in post.items()}
+        missing = sorted(set(head.state_dict()) - set(state) - {"norm.weight", "norm.bias"})
+        if missing:
+            raise ValueError(f"up-head weights incomplete: missing {', '.join(missing[:4])}")
+        head.load_state_dict(state, strict=False)
+        return head.decode_features(features, scale)
+
+    @torch.no_grad()
+    def decode_features(self, features, scale: float):
+        """:meth:`decode` of int16 features [D, gh, gw] (real = q × ``scale``) → float32 [C, H, W]."""
+        feats = torch.as_tensor(features.astype("float32") * float(scale))
+        d, gh, gw = feats.shape
+        if (gh, gw) != tuple(self.grid) or d != self.norm.normalized_shape[0]:
+            raise ValueError(f"up-head built for {self.norm.normalized_shape[0]} features on a "
+                             f"{self.grid[0]}x{self.grid[1]} grid, got {d} on {gh}x{gw}")
+        return self.eval().decode(feats.reshape(d, gh * gw).T[None])[0].numpy()
+
+    def decode(self, normed: torch.Tensor) -> torch.Tensor:
+        """Everything after the LayerNorm (what the PS runs when the accelerator did the norm)."""
+        b, _, d = normed.shape
+        x = normed.transpose(1, 2).reshape(b, d, *self.grid)
+        for i in range(4):
+            conv, bn = getattr(self, f"conv_{i}"), getattr(self, f"syncbn_fc_{i}")
+            x = F.relu(bn(conv(x)))
+            if i < 3:
+                x = _upsample2(x)
+        x = _upsample2(self.conv_4(x))
+        if tuple(x.shape[-2:]) != self.img_size:
+            x = F.interpolate(x, size=self.img_size, mode="bilinear", align_corners=False)
+        return x
+
+
+def _upsample2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=(x.shape[-2] * 2, x.shape[-1] * 2), mode="bilinear",
+                         align_corners=False)
+
+
 def pixel_shuffle_tokens(x: torch.Tensor, grid: tuple[int, int], patch: int,
                          channels: int) -> torch.Tensor:
     """[B, gh*gw, patch*patch*C] (per token: C-major, then rows, then columns) → [B, C, H, W]."""
@@ -393,7 +490,8 @@ class M3ViT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = Backbone(cfg)
-        self.decoders = nn.ModuleDict({t.name: TaskHead(cfg, t.channels) for t in cfg.tasks})
+        head = UpHead if cfg.head_type == "uphead" else TaskHead
+        self.decoders = nn.ModuleDict({t.name: head(cfg, t.channels) for t in cfg.tasks})
         mean = IMAGENET_MEAN if cfg.input_norm == "imagenet" else (0.0, 0.0, 0.0)
         std = IMAGENET_STD if cfg.input_norm == "imagenet" else (1.0, 1.0, 1.0)
         self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -472,8 +570,9 @@ def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int],
                      new_grid: tuple[int, int]) -> torch.Tensor:
     """Resize position embeddings [1, 1+gh*gw, D] to another (possibly non-square) patch grid.
 
-    The class token's embedding is kept; the grid part is bicubically interpolated, as the
-    original does once when it builds a model for a non-224 input.
+    The class token's embedding is kept; the grid part is interpolated bilinearly with
+    ``align_corners=False``, exactly as the original does once when it builds a model for another
+    input size.
     """
     n_old = old_grid[0] * old_grid[1]
     if pos_embed.shape[1] != 1 + n_old:
@@ -484,7 +583,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int],
     cls, grid = pos_embed[:, :1], pos_embed[:, 1:]
     d = grid.shape[-1]
     grid = grid.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(new_grid), mode="bicubic", align_corners=False)
+    grid = F.interpolate(grid, size=tuple(new_grid), mode="bilinear", align_corners=False)
     grid = grid.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d)
     return torch.cat([cls, grid], dim=1)
 

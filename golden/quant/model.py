@@ -179,10 +179,20 @@ class IntBlock:
 
 @dataclass
 class IntHead:
+    """One task head on the accelerator.
+
+    ``kind="linear"``: LayerNorm → MLP or linear layer, per token, to patch²×C int16 values.
+    ``kind="uphead"`` (the original's convolutional up-head): LayerNorm only, stored through an
+    identity ``fc`` as D int16 features per token (int8 values); ``post`` holds the up-head's
+    float convolution/BatchNorm tensors that the PS applies (:meth:`IntM3ViT.predict`).
+    """
+
     ln: IntLayerNorm
     mlp: IntMlp | None       # fc1 → GELU → fc2 (when the head has a hidden layer)
     fc: IntLinear | None     # single linear layer otherwise
     out_scale: float         # int16 output → real value (used by the PS, not the accelerator)
+    kind: str = "linear"
+    post: dict | None = None  # uphead: float32 state dict of everything after its LayerNorm
 
     def __call__(self, r: np.ndarray) -> np.ndarray:
         x8 = self.ln(r)
@@ -245,17 +255,31 @@ class IntM3ViT:
         head = self.heads[name]
         out = head(r[1:])
         gh, gw = self.cfg.grid
-        p, c = self.cfg.patch_size, self.cfg.task(name).channels
-        out = out.reshape(gh, gw, c, p, p).transpose(2, 0, 3, 1, 4).reshape(c, gh * p, gw * p)
+        if head.kind == "uphead":  # [D, gh, gw] features for the PS's up-head
+            out = out.reshape(gh, gw, -1).transpose(2, 0, 1)
+        else:
+            p, c = self.cfg.patch_size, self.cfg.task(name).channels
+            out = out.reshape(gh, gw, c, p, p).transpose(2, 0, 3, 1, 4).reshape(c, gh * p, gw * p)
         return (out, routings) if return_routing else out
 
     def predict(self, pixels: np.ndarray, task: str) -> np.ndarray:
         """Class map (lowest class wins ties) or real-valued map, as the PS post-processes."""
         out = self.infer(pixels, task)
+        if self.heads[task].kind == "uphead":
+            out = self.uphead_output(task, out)
+            if self.cfg.task(task).kind == "segmentation":
+                return np.argmax(out, axis=0)  # float logits: first maximum wins, as numpy's
+            return out[0] if out.shape[0] == 1 else out
         if self.cfg.task(task).kind == "segmentation":
             return ops.argmax_lowest(out, axis=0)
         real = out * self.heads[task].out_scale
         return real[0] if real.shape[0] == 1 else real
+
+    def uphead_output(self, task: str, features: np.ndarray) -> np.ndarray:
+        """An up-head task's float output [C, H, W] from its int16 features [D, gh, gw]."""
+        from golden.model import UpHead  # torch: only for up-head models
+        return UpHead.apply_post(self.cfg, self.cfg.task(task).channels, self.heads[task].post,
+                                 features, self.heads[task].out_scale)
 
     # ------------------------------------------------------------------ save / load
 

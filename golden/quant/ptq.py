@@ -121,6 +121,8 @@ def calibrate(model: M3ViT, images: torch.Tensor) -> dict[str, float]:
                     x = rng.see("res", x + rng.see("res", blk.mlp.fc2(hid)))
             head = model.decoders[name]
             hn = rng.see(f"head.{name}.ln", head.norm(x[1:]))
+            if cfg.head_type == "uphead":
+                continue  # the accelerator runs the up-head's LayerNorm only
             if head.fc1 is not None:
                 hn = rng.see(f"head.{name}.hidden", F.gelu(head.fc1(hn)))
             rng.see(f"head.{name}.out", head.fc2(hn))
@@ -158,6 +160,21 @@ def _linear(w: np.ndarray, b: np.ndarray | None, s_in: float, out_scale, bits: i
     acc_scale = s_in * sw
     mult, shift = quantize_multiplier(acc_scale / np.broadcast_to(out_scale, acc_scale.shape))
     return IntLinear(wq, _bias(b, acc_scale), Requant(mult, shift, bits, signed))
+
+
+def _identity(d: int, bits: int) -> IntLinear:
+    """x @ I with the accumulator passed through unchanged (``acc · 2¹⁴ >> 14``)."""
+    one = 1 << 14
+    return IntLinear(np.eye(d, dtype=np.int64), np.zeros(d, np.int64),
+                     Requant(np.full(d, one, np.int64), np.full(d, 14, np.int64), bits))
+
+
+def _uphead(head, s_ln: float, s_res: float) -> IntHead:
+    """The original's up-head: its LayerNorm on the accelerator (int8 tokens, stored through an
+    identity matmul), its convolutions in float on the PS (``post``)."""
+    post = {k: _np(v).copy() for k, v in head.state_dict().items() if not k.startswith("norm.")}
+    return IntHead(_layer_norm(head.norm, s_ln, s_res), None, _identity(head.norm.normalized_shape[0],
+                   16), s_ln, kind="uphead", post=post)
 
 
 def _requant_scalar(m: float, bits: int, signed: bool = True) -> Requant:
@@ -258,6 +275,9 @@ def quantize_model(model: M3ViT, calib_images: torch.Tensor) -> IntM3ViT:
     for task in cfg.tasks:
         head = model.decoders[task.name]
         s_ln = s8(f"head.{task.name}.ln")
+        if cfg.head_type == "uphead":
+            heads[task.name] = _uphead(head, s_ln, s_res)
+            continue
         s_out = _scale(ranges, f"head.{task.name}.out", 32767, OUTPUT_HEADROOM)
         scales[f"head.{task.name}.out"] = s_out
         ln = _layer_norm(head.norm, s_ln, s_res)

@@ -68,3 +68,52 @@ def test_cli_real_accelerator_error_and_timeout(nano, tmp_path, capsys):
     code = main(["run", "--model", str(path), "--timeout", "1e-5", *common])
     err = capsys.readouterr().err
     assert code == 5 and "did not finish within 1e-05 s of accelerator time" in err
+
+
+def test_original_checkpoint_with_upheads_runs_end_to_end(tmp_path, capsys):
+    """An original-layout checkpoint (per-rank directory) → ``golden.checkpoint import`` →
+    integer model → image; the backbone and the up-head's LayerNorm run on the simulated
+    accelerator bit-exact, the up-head's convolutions on the PS (``--uphead``) give the integer
+    reference's predictions exactly."""
+    import torch
+
+    from firmware.cli import main
+    from firmware.compiler import compile_model
+    from golden.checkpoint import main as checkpoint_main
+    from golden.config import get_config
+    from golden.model import M3ViT
+    from golden.quant.ptq import quantize_model
+    from rtl.config import NANO
+
+    torch.manual_seed(5)
+    cfg = get_config("nano", head_type="uphead")
+    source = M3ViT(cfg).eval()
+    sd = {"module." + k: v for k, v in source.state_dict().items()}
+    ckpt_dir = tmp_path / "best_model.pth.tar"
+    ckpt_dir.mkdir()
+    half = cfg.experts // 2
+    for r in range(2):
+        shard = {k: (v[r * half:(r + 1) * half] if ".mlp.experts." in k else v)
+                 for k, v in sd.items() if r == 0 or ".mlp.experts." in k}
+        torch.save({"epoch": 1, "state_dict": shard, "optimizer": {}}, ckpt_dir / f"{r}.pth")
+    ours = tmp_path / "ours.pt"
+    assert checkpoint_main(["import", str(ckpt_dir), "--config", "nano", "--out", str(ours)]) == 0
+    capsys.readouterr()
+
+    int_model = quantize_model(source, torch.rand(4, 3, *cfg.img_size))
+    image_path = tmp_path / "up.m3vimg"
+    compile_model(int_model, NANO).image.save(image_path)
+    pixels = np.random.default_rng(2).integers(0, 256, (3, *cfg.img_size), dtype=np.uint8)
+    np.save(tmp_path / "frame.npy", pixels)
+    common = ["run", "--backend", "sim", "--sim", os.environ.get("M3VIT_FIRMWARE_SIM", "verilator"),
+              "--model", str(image_path), "--task", "all", "--out", str(tmp_path / "o"),
+              "--no-progress", "--no-panel", str(tmp_path / "frame.npy")]
+    assert main(common) == 2
+    assert "--uphead CHECKPOINT" in capsys.readouterr().err
+    code = main([*common, "--uphead", str(ours)])
+    assert code == 0, capsys.readouterr().err
+    for task in cfg.task_names:
+        raw = np.load(tmp_path / "o" / f"frame_{task}_raw.npy")
+        np.testing.assert_array_equal(raw, int_model.infer(pixels, task), err_msg=task)
+        np.testing.assert_array_equal(np.load(tmp_path / "o" / f"frame_{task}.npy"),
+                                      int_model.predict(pixels, task), err_msg=task)

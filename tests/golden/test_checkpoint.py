@@ -27,5 +27,5 @@ def test_bad_checkpoints_are_refused_clearly(tmp_path):
         load_checkpoint(junk)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    with pytest.raises(ValueError, match="not an M3ViT checkpoint"):
+    with pytest.raises(ValueError, match="not one of our M3ViT checkpoints.*config=NAME"):
         load_checkpoint(foreign)

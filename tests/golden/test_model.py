@@ -167,3 +167,71 @@ def test_model_built_for_another_size_loads_resized_weights():
     assert out.shape == (1, src.cfg.task("semseg").channels, 48, 48)
     with pytest.raises(ValueError, match="built for 32x64"):
         src.infer(torch.rand(1, 3, 48, 48), "semseg")
+
+
+def test_pos_embed_resize_is_the_originals_bilinear_hand_computed():
+    """2x2 → 4x4, bilinear, align_corners=False: source coordinate (i + 0.5) / 2 - 0.5, clamped.
+    Per axis the weights are [1, 0], [.75, .25], [.25, .75], [0, 1]."""
+    grid = torch.tensor([[0.0, 4.0], [8.0, 12.0]])
+    cls = torch.tensor([[[-3.0]]])
+    pe = torch.cat([cls, grid.reshape(1, 4, 1)], 1)
+    out = resize_pos_embed(pe, (2, 2), (4, 4))
+    want = torch.tensor([[0.0, 1.0, 3.0, 4.0],
+                         [2.0, 3.0, 5.0, 6.0],
+                         [6.0, 7.0, 9.0, 10.0],
+                         [8.0, 9.0, 11.0, 12.0]])
+    assert out[0, 0, 0].item() == -3.0  # class token kept
+    got = out[0, 1:, 0].reshape(4, 4)
+    assert torch.allclose(got, want, atol=1e-6), got
+
+
+def _original_vmoe_loss(clean, noisy, k, noise_std):
+    """NoisyGate_VMoE.forward + _prob_in_top_k + cv_squared of the original, step by step."""
+    probs = torch.softmax(noisy, dim=1)
+    top_logits, top_indices = probs.topk(min(k + 1, probs.shape[1]), dim=1)
+    gates = torch.zeros_like(probs).scatter(1, top_indices[:, :k], top_logits[:, :k])
+    m = top_logits.size(1)
+    flat = top_logits.flatten()
+    pos_in = torch.arange(clean.size(0)) * m + k
+    thr_in = torch.gather(flat, 0, pos_in).unsqueeze(1)
+    thr_out = torch.gather(flat, 0, pos_in - 1).unsqueeze(1)
+    is_in = torch.gt(noisy, thr_in)
+    normal = torch.distributions.Normal(torch.tensor([0.0]), torch.tensor([1.0]))
+    prob = torch.where(is_in, normal.cdf((clean - thr_in) / noise_std),
+                       normal.cdf((clean - thr_out) / noise_std))
+    load, importance = prob.sum(0), gates.sum(0)
+
+    def cv2(x):
+        return x.float().var() / (x.float().mean() ** 2 + 1e-10)
+    return cv2(importance) + cv2(load)
+
+
+@pytest.mark.parametrize("estimate", ["original", "logit"])
+def test_balancing_loss_load_estimate(estimate):
+    cfg = get_config("nano", load_estimate=estimate)
+    moe = MoEMlp(cfg).train()
+    torch.manual_seed(3)
+    x = torch.randn(40, cfg.dim)
+    torch.manual_seed(4)
+    routing = moe.route(x, 0)
+    noise = cfg.noise_std / cfg.experts
+    clean = x @ moe.gate[0].w_gate
+    want = cfg.balance_weight * _original_vmoe_loss(clean, routing.logits, cfg.top_k, noise)
+    if estimate == "original":
+        assert torch.allclose(moe.loss, want, rtol=1e-6, atol=0), (moe.loss, want)
+    else:  # thresholds in logit space: a different (consistent) statistic
+        assert not torch.allclose(moe.loss, want, rtol=1e-3)
+
+
+def test_balancing_loss_without_noise_counts_tokens():
+    cfg = get_config("nano", noise_std=0.0)
+    moe = MoEMlp(cfg).train()
+    x = torch.randn(40, cfg.dim)
+    routing = moe.route(x, 0)
+    probs = torch.softmax(routing.logits, -1)
+    gates = torch.zeros_like(probs).scatter(1, routing.indices, routing.weights)
+    load = (gates > 0).sum(0).float()
+
+    def cv2(v):
+        return v.var() / (v.mean() ** 2 + 1e-10)
+    assert torch.allclose(moe.loss, cfg.balance_weight * (cv2(gates.sum(0)) + cv2(load)))
