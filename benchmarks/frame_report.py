@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from firmware.backends.sim import SIM_DDR_BASE, SimBackend  # noqa: E402
 from firmware.driver import Accelerator as Driver  # noqa: E402
+from golden.argtypes import nonneg_int, positive_float  # noqa: E402
 from rtl.config import CONFIGS  # noqa: E402
 
 # Published single-frame latencies of M3ViT-class accelerators on the ZCU102 (ms).
@@ -214,8 +215,8 @@ def main(argv=None) -> int:
                    help="where the DDR/AXI models run (default: compiled on Verilator; python "
                         "samples every cycle from Python, ~5x slower)")
     p.add_argument("--task", action="append", help="task (repeat; default: every task)")
-    p.add_argument("--seed", type=int, default=1, help="random input image seed")
-    p.add_argument("--clock-mhz", type=float, default=None,
+    p.add_argument("--seed", type=nonneg_int, default=1, help="random input image seed")
+    p.add_argument("--clock-mhz", type=positive_float, default=None,
                    help="clock for the reported frame times (default: the accelerator "
                         "config's clock_mhz)")
     p.add_argument("--json", type=Path, help="also write the report as JSON")

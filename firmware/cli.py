@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.argtypes import nonneg_int, out_dir, positive_float, positive_int, size_hw
+
 from .errors import (EXIT_CODES, EXIT_OK, EXIT_USAGE, FirmwareError, IncompatibleImageError,
                      UsageError)
 from .image import ModelImage, check_compatible, task_names
@@ -50,17 +52,6 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-        if h < 1 or w < 1:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW (e.g. 256x512), not {text!r}") \
-            from None
-    return h, w
-
-
 EPILOG = ("exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items()) +
           "\n\n" + textwrap.fill(
               "With --backend sim the simulator keeps no state between processes: run and bench "
@@ -85,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--accel", default=None,
                    help="accelerator config name from rtl.config.CONFIGS (overrides --config and "
                         "the image's)")
-    g.add_argument("--timeout", type=float, default=None,
+    g.add_argument("--timeout", type=positive_float, default=None,
                    help=f"seconds of accelerator time a frame may take (board default "
                         f"{DEFAULT_BOARD_TIMEOUT:g} s wall; sim default: simulated time of "
                         f"{SIM_TIMEOUT_FACTOR}x the cycles the image's MACs need on the full "
@@ -132,15 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", action="append", required=True,
                    help="task to run (repeat or comma-separate for several; 'all')")
     p.add_argument("--model", help="model image to load first (required with --backend sim)")
-    p.add_argument("--scene", type=int, action="append", default=[], metavar="N",
+    p.add_argument("--scene", type=nonneg_int, action="append", default=[], metavar="N",
                    help="also run held-out generated scene N (needs golden/torch: off-board)")
     p.add_argument("--resize", action="store_true",
                    help="resize pictures of another size to the model's (else refused)")
-    p.add_argument("--output-size", type=_size, default=None, metavar="HxW",
+    p.add_argument("--output-size", type=size_hw, default=None, metavar="HxW",
                    help="upsample outputs to this size (default: the picture's original size)")
     p.add_argument("--upsample", choices=("nearest", "bilinear"), default=None,
                    help="upsampling (default nearest for segmentation, bilinear for regression)")
-    p.add_argument("--out", default="out/firmware", help="output folder (default out/firmware)")
+    p.add_argument("--out", type=out_dir, default="out/firmware",
+                   help="output folder (default out/firmware)")
     p.add_argument("--no-panel", action="store_true", help="skip the per-input panel PNG")
     p.add_argument("--uphead", metavar="CHECKPOINT",
                    help="golden checkpoint whose up-heads (the original's convolutional heads) "
@@ -151,14 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="*", metavar="IMAGE", help="inputs (default: seeded noise)")
     p.add_argument("--model", help="model image to load first (required with --backend sim)")
     p.add_argument("--task", action="append", default=None, help="tasks (default all)")
-    p.add_argument("--frames", type=int, default=2,
+    p.add_argument("--frames", type=positive_int, default=2,
                    help="frames per task; each task's frames run back to back, tasks "
                         "alternate, so both task switches and repeats are measured (default 2)")
-    p.add_argument("--rounds", type=int, default=1, help="repetitions of the schedule")
-    p.add_argument("--scene", type=int, action="append", default=[], metavar="N",
+    p.add_argument("--rounds", type=positive_int, default=1, help="repetitions of the schedule")
+    p.add_argument("--scene", type=nonneg_int, action="append", default=[], metavar="N",
                    help="use held-out generated scene N as input (off-board)")
     p.add_argument("--resize", action="store_true", help="resize pictures to the model's size")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise input (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the noise input (default 0)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p = sub.add_parser("demo", help="end-to-end demo: compile a model, run both tasks on a "
                        "generated scene through the simulated accelerator, save pictures",
@@ -170,11 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", choices=("nano", "tiny"), default="nano",
                    help="model config (default nano)")
-    p.add_argument("--scene", type=int, default=0, metavar="N",
+    p.add_argument("--scene", type=nonneg_int, default=0, metavar="N",
                    help="held-out generated scene (default 0)")
     p.add_argument("--sim", choices=("verilator", "amaranth"), default="verilator",
                    help="simulator (default verilator; amaranth: ~15 min per nano frame)")
-    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--out", type=out_dir, default="out/demo",
+                   help="output folder (default out/demo)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: when stderr is a terminal)")
     return ap
@@ -328,10 +321,11 @@ def _scene_pixels(index: int, size: tuple[int, int]) -> np.ndarray:
     return pixels_from_image(image).astype(np.uint8)
 
 
-def _inputs(args, accel) -> list[tuple[str, np.ndarray, tuple[int, int] | None]]:
-    """``[(stem, pixels, original size or None)]`` from the IMAGE arguments and --scene."""
+def _inputs(args, size: tuple[int, int]) -> list[tuple[str, np.ndarray, tuple[int, int] | None]]:
+    """``[(stem, pixels, original size or None)]`` from the IMAGE arguments and --scene, for a
+    model taking ``size`` = (H, W) pictures."""
     from .post import load_image
-    _, h, w = accel.input_shape()
+    h, w = size
     out, stems = [], set()
     for path in args.inputs:
         original = None
@@ -350,6 +344,12 @@ def _inputs(args, accel) -> list[tuple[str, np.ndarray, tuple[int, int] | None]]
         stems.add(s)
         unique.append((s, pixels, original))
     return unique
+
+
+def _image_size(image: ModelImage) -> tuple[int, int]:
+    """The (H, W) input of a model image (its meta was validated at load)."""
+    h, w = image.meta["model"]["img_size"]
+    return int(h), int(w)
 
 
 def _picture_size(path: str) -> tuple[int, int] | None:
@@ -477,17 +477,20 @@ def cmd_run(args) -> int:
     from .post import save_outputs, save_panel, task_spec, uphead_output
     from .scheduler import Scheduler
     image = _model_for(args)
-    if image is not None:
-        tasks = _tasks(args.task, task_names(image.meta))   # unknown task: refused before a sim
     if not args.inputs and not args.scene:
         raise UsageError("no input: give IMAGE files and/or --scene N")
+    inputs = None
+    if image is not None:   # unknown task, bad input: refused before a simulator is built
+        tasks = _tasks(args.task, task_names(image.meta))
+        inputs = _inputs(args, _image_size(image))
     accel = _open(args, image)
     with accel:
         if image is None:
             _attach_state(args, accel)
         meta = accel.model.meta
         tasks = _tasks(args.task, accel.model.tasks)
-        inputs = _inputs(args, accel)
+        if inputs is None:
+            inputs = _inputs(args, accel.input_shape()[1:])
         out = Path(args.out)
         pictures: dict[str, list] = {}
         originals = {stem: orig for stem, _, orig in inputs}
@@ -546,14 +549,17 @@ def cmd_bench(args) -> int:
     if args.frames < 1 or args.rounds < 1:
         raise UsageError("--frames and --rounds must be >= 1")
     image = _model_for(args)
+    inputs = None
     if image is not None:
         _tasks(args.task, task_names(image.meta))
+        inputs = _inputs(args, _image_size(image)) if (args.inputs or args.scene) else []
     accel = _open(args, image)
     with accel:
         if image is None:
             _attach_state(args, accel)
         tasks = _tasks(args.task, accel.model.tasks)
-        inputs = _inputs(args, accel) if (args.inputs or args.scene) else []
+        if inputs is None:
+            inputs = _inputs(args, accel.input_shape()[1:]) if (args.inputs or args.scene) else []
         if not inputs:
             rng = np.random.default_rng(args.seed)
             inputs = [("noise", rng.integers(0, 256, accel.input_shape(), dtype=np.uint8), None)]

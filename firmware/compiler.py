@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -518,6 +519,25 @@ def compile_model(model: IntM3ViT, cfg: AccelConfig) -> CompiledModel:
     return _Compiler(model, cfg).run()
 
 
+def _out_problem(out: Path) -> str | None:
+    """Why the model image cannot be written to ``out`` (``None``: it can), checked before the
+    model is compiled."""
+    if out.is_dir():
+        return f"{out} is a directory: give the image's file name (e.g. {out / 'model.m3vimg'})"
+    if out.exists() and not out.is_file():
+        return f"{out} is not a regular file"
+    if out.exists() and not os.access(out, os.W_OK):
+        return f"{out} is read-only"
+    folder = Path(os.path.abspath(out)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent                  # the folders still to create
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create files in {folder} (permission denied)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from golden.config import CONFIGS as MODEL_CONFIGS
     from rtl.config import CONFIGS
@@ -532,9 +552,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accel", default=None, choices=sorted(CONFIGS),
                     help="accelerator config (default: the one named like the model, else "
                          "'default')")
-    ap.add_argument("--out", type=Path, required=True, help="model image to write")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="model image file to write (replaced atomically; not a folder)")
     ap.add_argument("--listing", action="store_true", help="print the program")
     args = ap.parse_args(argv)
+    problem = _out_problem(args.out)
+    if problem:
+        print(f"error: --out {problem}", file=sys.stderr)
+        return 2
+    from rtl.sim.cache import atomic_write
     from rtl.sim.models import int_model_for
     model = IntM3ViT.load(args.int_model) if args.int_model else int_model_for(args.config)
     cfg = CONFIGS[args.accel or (args.config if args.config in CONFIGS else "default")]
@@ -543,7 +569,12 @@ def main(argv: list[str] | None = None) -> int:
     except CompileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    compiled.image.save(args.out)
+    try:       # atomically; the temporary file beside it is removed whatever happens
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.out, compiled.image.to_bytes())
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if args.listing:
         print(compiled.program_text())
     img = compiled.image

@@ -46,6 +46,7 @@ from rtl.config import INSTR_BYTES
 from rtl.control.version import ISA_DIGEST, ISA_VERSION
 
 from .errors import ImageError, IncompatibleImageError
+from .schema import validate_meta
 
 __all__ = ["ModelImage", "ImageError", "IncompatibleImageError", "IMAGE_MAGIC", "IMAGE_VERSION",
            "HEADER_BYTES", "SECTION_ALIGN", "INSTRUCTION_BYTES", "check_compatible",
@@ -132,7 +133,8 @@ class ModelImage:
         return bytes(blob)
 
     @classmethod
-    def from_bytes(cls, blob: bytes, *, source: str = "<bytes>") -> "ModelImage":
+    def from_bytes(cls, blob: bytes, *, source: str = "<bytes>",
+                   validate: bool = True) -> "ModelImage":
         """Parse and verify a model image; every defect raises :class:`ImageError`.
 
         Parameters
@@ -141,6 +143,9 @@ class ModelImage:
             The file contents.
         source : str
             Where the bytes came from (a path), named in error messages.
+        validate : bool
+            Check the metadata against :mod:`firmware.schema` (types, ranges, consistency with
+            the program, the data and the accelerator config it names).
         """
         blob = memoryview(bytes(blob) if not isinstance(blob, (bytes, bytearray)) else blob)
         n = len(blob)
@@ -195,6 +200,11 @@ class ModelImage:
             raise fail(f"bad meta JSON: {exc}") from exc
         if not isinstance(meta, dict):
             raise fail(f"bad meta JSON: expected an object, got {type(meta).__name__}")
+        if validate:
+            try:
+                validate_meta(meta, program_bytes=prog_n, data_bytes=data_n)
+            except ImageError as exc:
+                raise fail(str(exc)) from None
         return cls(fingerprint, meta, bytes(blob[prog_off:prog_off + prog_n]),
                    bytes(blob[data_off:data_off + data_n]))
 
@@ -202,9 +212,13 @@ class ModelImage:
         """Write the image to ``path`` (atomically: a temporary file renamed into place)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(self.to_bytes())
-        os.replace(tmp, path)
+        blob = self.to_bytes()            # an ImageError here leaves nothing behind
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ModelImage":

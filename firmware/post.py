@@ -229,6 +229,13 @@ def save_panel(path: str | Path, pixels: np.ndarray, pictures: list[tuple[str, n
     return Path(path)
 
 
+MAX_INPUT_SIDE = 16384             # pixels per side of an input picture or array
+MAX_INPUT_PIXELS = 64 * 10 ** 6
+WIDE_MODES = {"I;16": "16-bit grey", "I;16B": "16-bit grey", "I;16L": "16-bit grey",
+              "I;16N": "16-bit grey", "I": "32-bit integer", "F": "32-bit float",
+              "RGBa": "premultiplied", "BGR;16": "16-bit", "BGR;24": "24-bit"}
+
+
 def load_image(path: str | Path, size: tuple[int, int], *, resize: bool = False) -> np.ndarray:
     """An input picture as uint8 [3, H, W] of the model's ``size`` = (H, W).
 
@@ -244,43 +251,85 @@ def load_image(path: str | Path, size: tuple[int, int], *, resize: bool = False)
     Raises
     ------
     UsageError
-        Missing or unreadable file, or a picture of the wrong size/shape (the message says).
+        Missing or unreadable file, a picture of the wrong size/shape, larger than
+        :data:`MAX_INPUT_SIDE` / :data:`MAX_INPUT_PIXELS` (checked from the header before
+        decoding) or of more than 8 bits per channel (the message says).
     """
     path = Path(path)
     h, w = int(size[0]), int(size[1])
     if not path.is_file():
         raise UsageError(f"input image {path} does not exist")
     if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read {path} as a numpy array: {exc}") from exc
-        if arr.ndim != 3 or arr.shape[0] != 3:
-            raise UsageError(f"{path}: expected a uint8 array 3 x H x W, got shape "
-                             f"{'x'.join(map(str, arr.shape))}")
-        if arr.dtype != np.uint8:
-            if not np.issubdtype(arr.dtype, np.integer) or arr.size and (
-                    arr.min() < 0 or arr.max() > 255):
-                raise UsageError(f"{path}: expected uint8 pixels 0..255, got {arr.dtype}")
-            arr = arr.astype(np.uint8)
+        arr = _load_npy(path)
         if arr.shape[1:] != (h, w):
             if not resize:
                 raise UsageError(f"{path} is {arr.shape[2]}x{arr.shape[1]} (WxH); the model "
                                  f"takes {w}x{h}: pass --resize to resize it")
             arr = _resize(arr.transpose(1, 2, 0), (h, w))
         return np.ascontiguousarray(arr)
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UsageError(f"cannot read image {path}: {exc}") from exc
+    rgb = _load_picture(path)
     if rgb.shape[:2] != (h, w):
         if not resize:
             raise UsageError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]} (WxH); the model takes "
                              f"{w}x{h}: pass --resize to resize it")
         return _resize(rgb, (h, w))
     return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def _check_side(path: Path, h: int, w: int) -> None:
+    if h < 1 or w < 1 or max(h, w) > MAX_INPUT_SIDE or h * w > MAX_INPUT_PIXELS:
+        raise UsageError(f"{path} claims {w}x{h} pixels; inputs are limited to "
+                         f"{MAX_INPUT_SIDE} a side and {MAX_INPUT_PIXELS // 10 ** 6} MP "
+                         f"(checked from the header, nothing decoded)")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A uint8 [3, H, W] array, its header checked before the data is read."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                           np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise UsageError(f"cannot read {path} as a numpy array: {exc}") from None
+    if len(shape) != 3 or shape[0] != 3:
+        raise UsageError(f"{path}: expected a uint8 array 3 x H x W, got shape "
+                         f"{'x'.join(map(str, shape))}")
+    _check_side(path, shape[1], shape[2])
+    if dtype.hasobject or not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        raise UsageError(f"{path}: expected uint8 pixels 0..255, got {dtype}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {path} as a numpy array: {exc}") from None
+    if arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise UsageError(f"{path}: expected uint8 pixels 0..255, got {arr.dtype} values "
+                             f"{arr.min()}..{arr.max()}")
+        arr = arr.astype(np.uint8)
+    return arr
+
+
+def _load_picture(path: Path) -> np.ndarray:
+    """RGB uint8 [H, W, 3]: size and mode checked from the header before decoding; pictures
+    of more than 8 bits per channel are refused rather than saturated."""
+    from PIL import Image, UnidentifiedImageError
+    bomb_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own cap, below
+    try:
+        with Image.open(path) as img:
+            _check_side(path, img.height, img.width)
+            if img.mode in WIDE_MODES:
+                raise UsageError(f"{path} is a {WIDE_MODES[img.mode]} picture (mode {img.mode}); "
+                                 f"the accelerator takes 8-bit RGB: convert it first (8 bits per "
+                                 f"channel) rather than have it saturated")
+            return np.asarray(img.convert("RGB"))   # grey, palette, alpha: converted explicitly
+    except UsageError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise UsageError(f"cannot read image {path}: {exc}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = bomb_limit
 
 
 def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

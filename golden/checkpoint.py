@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
+from .argtypes import out_file, size_hw
 from .config import ModelConfig
 from .model import M3ViT, load_state_dict_resized
-from .original import import_original, looks_like_ours
+from .original import first_line, import_original, looks_like_ours
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "DEFAULT_CHECKPOINTS",
            "default_checkpoint"]
@@ -44,7 +45,7 @@ def _read(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from exc
+        raise ValueError(f"{path} is not a readable checkpoint ({first_line(exc)})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -116,16 +117,6 @@ def _override_arg(text: str) -> tuple[str, object]:
     return key, value
 
 
-def _size_arg(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .config import config_names
     p = argparse.ArgumentParser(prog="python -m golden.checkpoint",
@@ -138,13 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "directory of 0.pth, 1.pth, ...)")
     imp.add_argument("--config", required=True, choices=config_names(),
                      help="our model config to map onto (heads become the original's up-heads)")
-    imp.add_argument("--out", required=True, help="our checkpoint to write (.pt)")
+    imp.add_argument("--out", type=out_file, required=True, help="our checkpoint to write (.pt)")
     imp.add_argument("--backbone-only", action="store_true",
                      help="load backbone and gates only; heads keep the config's type, fresh")
     imp.add_argument("--override", action="append", type=_override_arg, default=[],
                      metavar="FIELD=VALUE", help="change a config field to fit the checkpoint "
                      "(e.g. expert_hidden=192, semseg.channels=7); repeatable")
-    imp.add_argument("--source-size", type=_size_arg, metavar="HxW",
+    imp.add_argument("--source-size", type=size_hw, metavar="HxW",
                      help="image size the checkpoint was trained at (only needed when its patch "
                      "grid is not square and differs from the config's)")
     imp.add_argument("--trust", action="store_true",
@@ -155,9 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    if out.is_dir():
-        print(f"error: --out {out} is a directory; give a file name", file=sys.stderr)
-        return 2
     try:
         imported = import_original(args.original, args.config, backbone_only=args.backbone_only,
                                    overrides=dict(args.override),

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .argtypes import nonneg_int
 from .checkpoint import load_model
 from .config import config_names, get_config
 from .data import render_scene
@@ -161,7 +162,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", nargs="+", default=["tiny", "small"], choices=config_names(),
                         help="configs to measure (default: tiny small)")
     parser.add_argument("--checkpoint", help="use trained weights (only with a single --config)")
-    parser.add_argument("--seed", type=int, default=0, help="weight-init and scene seed")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="weight-init and scene seed")
     parser.add_argument("--plot", help="folder for expert-load histogram PNGs")
     parser.add_argument("--no-histograms", action="store_true", help="skip the text histograms")
     args = parser.parse_args(argv)

@@ -22,16 +22,20 @@ from __future__ import annotations
 import argparse
 import colorsys
 import math
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .argtypes import nonneg_int, out_dir, positive_int
 from .config import SCENE_CLASSES
 
 __all__ = ["render_scene", "SceneDataset", "FolderDataset", "export_folder", "MAX_DEPTH",
-           "IGNORE_INDEX"]
+           "IGNORE_INDEX", "MAX_PICTURE_SIDE"]
 
 MAX_DEPTH = 30.0
 IGNORE_INDEX = 255
@@ -256,61 +260,260 @@ class SceneDataset(torch.utils.data.Dataset):
         return images, {"semseg": labels, "depth": depths}
 
 
+# Folder loader limits and accepted PNG modes (see FolderDataset).
+MAX_PICTURE_SIDE = 8192  # pixels per side, checked from the header before decoding (64 Mpx)
+LABEL_TASKS = ("semseg", "depth")
+SEMSEG_MODES = ("L", "P")  # 8-bit single channel; for P the palette index is the class id
+DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I")  # 16-bit grey (I: 32-bit, values 0..65535)
+_NOT_IMAGE_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+_OTHER_PICTURE_SUFFIXES = (".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+_MODE_NAMES = {"1": "1-bit", "L": "8-bit grey", "P": "8-bit palette", "LA": "grey + alpha",
+               "PA": "palette + alpha", "RGB": "8-bit RGB", "RGBA": "8-bit RGBA",
+               "CMYK": "CMYK", "YCbCr": "YCbCr", "I;16": "16-bit grey", "I;16B": "16-bit grey",
+               "I;16L": "16-bit grey", "I": "32-bit integer", "F": "32-bit float"}
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
+                  zlib.error)
+
+
+def _mode(mode: str) -> str:
+    return f"{mode} ({_MODE_NAMES[mode]})" if mode in _MODE_NAMES else mode
+
+
+def _probe(path: Path) -> tuple[str, tuple[int, int], str | None]:
+    """(mode, (width, height), format) from the header only; refuses oversized pictures."""
+    try:
+        with warnings.catch_warnings():  # Pillow warns above 89 Mpx; refused below anyway
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # lazy: reads the header, decodes nothing
+                mode, size, fmt = img.mode, img.size, img.format
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{path}: picture too large to open ({exc}); at most "
+                         f"{MAX_PICTURE_SIDE}x{MAX_PICTURE_SIDE} pixels are accepted") from None
+    except _DECODE_ERRORS as exc:
+        raise ValueError(f"{path}: not a readable picture ({exc})") from None
+    w, h = size
+    if w > MAX_PICTURE_SIDE or h > MAX_PICTURE_SIDE:
+        raise ValueError(f"{path}: header says {w}x{h} pixels; pictures may have at most "
+                         f"{MAX_PICTURE_SIDE} pixels a side ({MAX_PICTURE_SIDE}x"
+                         f"{MAX_PICTURE_SIDE}, 64 Mpx), so it was not decoded")
+    return mode, size, fmt
+
+
+def _decode(path: Path, expect_size: tuple[int, int]) -> Image.Image:
+    """Fully decode ``path`` (checked by :func:`_probe` before); decoder errors name the file."""
+    try:
+        with Image.open(path) as img:
+            size = img.size
+            if size == expect_size:
+                img.load()
+                img = img.copy()
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{path}: picture too large to open ({exc})") from None
+    except _DECODE_ERRORS as exc:
+        raise ValueError(f"{path}: cannot decode ({exc})") from None
+    if size != expect_size:
+        raise ValueError(f"{path}: changed while loading ({size} instead of {expect_size})")
+    return img
+
+
+def _nearest(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D array to ``size`` = (H, W) (pixel centres)."""
+    h, w = size
+    if arr.shape == (h, w):
+        return arr
+    rows = np.minimum(((np.arange(h) + 0.5) * arr.shape[0] / h).astype(np.int64), arr.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * arr.shape[1] / w).astype(np.int64), arr.shape[1] - 1)
+    return arr[rows][:, cols]
+
+
 class FolderDataset(torch.utils.data.Dataset):
     """A user's own multi-task data in a folder.
 
     Layout (file stems match)::
 
-        ROOT/images/NAME.png|jpg    RGB image
-        ROOT/semseg/NAME.png        8-bit class indices, 255 = ignore      (optional)
-        ROOT/depth/NAME.png         16-bit depth in millimetres, 0 = invalid (optional)
+        ROOT/images/NAME.png|jpg    RGB (or grey) 8-bit image
+        ROOT/semseg/NAME.png        8-bit class ids, 255 = ignore                (optional)
+        ROOT/depth/NAME.png         16-bit depth in millimetres, 0 = invalid     (optional)
+
+    Accepted PNG modes (as PIL reports them): semseg ``L`` (grey value = class id) or ``P``
+    (palette index = class id, the palette's colours are not looked at); depth ``I;16`` (16-bit
+    grey) or ``I`` with values 0..65535. Anything else (8-bit or RGB depth, 16-bit or colour
+    semseg, JPEG labels, 16-bit/float images) is refused with a :class:`ValueError` naming the
+    file. Every picture's size is read from its header before decoding and refused above
+    :data:`MAX_PICTURE_SIDE` pixels a side. A label must have its image's size unless
+    ``resize_labels`` (then nearest neighbour; :attr:`resized` lists them). Class ids of
+    ``classes`` or more (other than 255) are refused when ``classes`` is given.
 
     Images are resized (bilinear) to ``size`` = (H, W) when given; labels and depth with nearest
-    neighbour. Missing targets are all-ignore / all-invalid.
+    neighbour. Missing targets are all-ignore / all-invalid (:attr:`label_files` counts the
+    images that have each). Header problems are found in the constructor (all files scanned,
+    the first problem reported); pixel problems (class ids, depth range) when an item is loaded.
+    :attr:`notes` holds one-line notes for the user (resized labels, unmatched label files).
     """
 
     IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-    def __init__(self, root: str | Path, size: tuple[int, int] | None = None):
+    def __init__(self, root: str | Path, size: tuple[int, int] | None = None, *,
+                 classes: int | None = None, resize_labels: bool = False):
         self.root = Path(root)
         image_dir = self.root / "images"
         if not image_dir.is_dir():
             raise FileNotFoundError(f"{self.root}: no 'images/' folder (expected images/, "
                                     f"semseg/, depth/ with matching file names)")
         self.files = sorted(p for p in image_dir.iterdir()
-                            if p.suffix.lower() in self.IMAGE_SUFFIXES)
+                            if p.suffix.lower() in self.IMAGE_SUFFIXES and p.is_file())
         if not self.files:
             raise FileNotFoundError(f"{image_dir}: no .png/.jpg images")
         self.size = tuple(size) if size else None
+        self.classes = classes
+        self.resize_labels = resize_labels
+        self._scan()
+
+    @classmethod
+    def for_config(cls, root: str | Path, cfg, *, resize_labels: bool = False) -> "FolderDataset":
+        """The folder at ``cfg.img_size``, class ids checked against ``cfg``'s semseg task."""
+        classes = next((t.channels for t in cfg.tasks
+                        if t.name == "semseg" and t.kind == "segmentation"), None)
+        return cls(root, cfg.img_size, classes=classes, resize_labels=resize_labels)
+
+    def _scan(self) -> None:
+        problems: list[str] = []
+        seen: dict[str, Path] = {}
+        for path in self.files:
+            if path.stem in seen:
+                problems.append(f"{path}: same name as {seen[path.stem]}; labels are matched by "
+                                f"name, so image names must be unique")
+            seen.setdefault(path.stem, path)
+        index = {}
+        for task in LABEL_TASKS:
+            folder = self.root / task
+            index[task] = {}
+            if folder.is_dir():
+                for p in sorted(folder.iterdir()):
+                    if p.is_file():
+                        index[task].setdefault(p.stem, []).append(p)
+        self.entries: list[dict] = []
+        self.resized: list[Path] = []
+        self.label_files = {task: 0 for task in LABEL_TASKS}
+        for path in self.files:
+            try:
+                mode, size, _ = _probe(path)
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+            if mode in _NOT_IMAGE_MODES:
+                problems.append(f"{path}: mode {_mode(mode)}; images must be 8-bit RGB or grey "
+                                f"(a depth map in images/?)")
+            entry = {"image": path, "size": size}
+            for task in LABEL_TASKS:
+                entry[task] = None
+                candidates = index[task].get(path.stem, [])
+                pngs = [p for p in candidates if p.suffix.lower() == ".png"]
+                if len(pngs) > 1:
+                    problems.append(f"{pngs[0]}: more than one {task} file for {path.name} "
+                                    f"({', '.join(p.name for p in pngs)})")
+                    continue
+                if not pngs:
+                    other = [p for p in candidates
+                             if p.suffix.lower() in _OTHER_PICTURE_SUFFIXES]
+                    if other:
+                        problems.append(f"{other[0]}: labels must be lossless PNG files "
+                                        f"({task}/{path.stem}.png)")
+                    continue
+                problem, label_size = self._check_label(task, pngs[0], size, path)
+                if problem:
+                    problems.append(problem)
+                    continue
+                entry[task], entry[task + "_size"] = pngs[0], label_size
+                self.label_files[task] += 1
+            self.entries.append(entry)
+        if problems:
+            extra = len(problems) - 1
+            more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
+            raise ValueError(problems[0] + more)
+        self.notes: list[str] = []
+        if self.resize_labels:
+            self.notes.append(f"note: --resize-labels: resized {len(self.resized)} label file(s) "
+                              f"to their image's size (nearest neighbour)"
+                              + (f", e.g. {self.resized[0]}" if self.resized else ""))
+        stems = {p.stem for p in self.files}
+        for task in LABEL_TASKS:
+            unmatched = [ps[0] for stem, ps in index[task].items() if stem not in stems
+                         and ps[0].suffix.lower() == ".png"]
+            if unmatched:
+                self.notes.append(f"note: {len(unmatched)} {task}/ file(s) match no image and are "
+                                  f"not used, e.g. {unmatched[0]}")
+
+    def _check_label(self, task: str, path: Path, image_size, image_path: Path):
+        """(the first problem of a label file's header or None, its size); records resizing."""
+        try:
+            mode, size, fmt = _probe(path)
+        except ValueError as exc:
+            return str(exc), None
+        if fmt != "PNG":
+            return f"{path}: a {fmt} file; labels must be lossless PNG", size
+        if task == "semseg" and mode not in SEMSEG_MODES:
+            return (f"{path}: mode {_mode(mode)}; semseg must be an 8-bit single-channel PNG of "
+                    f"class ids (PIL mode L, or P with the palette index as the class id), "
+                    f"255 = ignore"), size
+        if task == "depth" and mode not in DEPTH_MODES:
+            hint = ("; 8 bits cannot hold millimetres"
+                    if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA") else "")
+            return (f"{path}: mode {_mode(mode)}; depth must be a 16-bit grey PNG in millimetres "
+                    f"(PIL mode I;16, or I), 0 = invalid{hint}"), size
+        if size != image_size:
+            if not self.resize_labels:
+                return (f"{path}: {size[0]}x{size[1]} but its image {image_path.name} is "
+                        f"{image_size[0]}x{image_size[1]}; labels must have the image's size "
+                        f"(--resize-labels resizes them, nearest neighbour)"), size
+            self.resized.append(path)
+        return None, size
 
     def __len__(self) -> int:
-        return len(self.files)
-
-    def _resize(self, img: Image.Image, resample) -> Image.Image:
-        if self.size is None:
-            return img
-        return img.resize((self.size[1], self.size[0]), resample)
+        return len(self.entries)
 
     def __getitem__(self, i: int):
-        path = self.files[i]
-        img = self._resize(Image.open(path).convert("RGB"), Image.BILINEAR)
+        entry = self.entries[i]
+        iw, ih = entry["size"]
+        out = self.size or (ih, iw)
+        img = _decode(entry["image"], entry["size"]).convert("RGB")
+        if (ih, iw) != out:
+            img = img.resize((out[1], out[0]), Image.BILINEAR)
         image = torch.from_numpy(np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0)
-        h, w = image.shape[1:]
-        sem_path = self.root / "semseg" / (path.stem + ".png")
-        if sem_path.exists():
-            label = np.asarray(self._resize(Image.open(sem_path), Image.NEAREST), np.int64)
+        sem_path = entry["semseg"]
+        if sem_path is not None:
+            ids = np.asarray(_decode(sem_path, entry["semseg_size"]), np.uint8)
+            if self.classes is not None:
+                used = ids[ids != IGNORE_INDEX]
+                if used.size and int(used.max()) >= self.classes:
+                    raise ValueError(
+                        f"{sem_path}: class id {int(used.max())} found (max id in the file), but "
+                        f"the model has {self.classes} classes, ids 0..{self.classes - 1} "
+                        f"(255 = ignore)")
+            label = _nearest(ids.astype(np.int64), out)
         else:
-            label = np.full((h, w), IGNORE_INDEX, np.int64)
-        depth_path = self.root / "depth" / (path.stem + ".png")
-        if depth_path.exists():
-            mm = np.asarray(self._resize(Image.open(depth_path), Image.NEAREST), np.float32)
-            depth = mm / 1000.0
+            label = np.full(out, IGNORE_INDEX, np.int64)
+        depth_path = entry["depth"]
+        if depth_path is not None:
+            mm = np.asarray(_decode(depth_path, entry["depth_size"]))
+            if mm.size and (int(mm.min()) < 0 or int(mm.max()) > 65535):
+                raise ValueError(f"{depth_path}: depth values {int(mm.min())}..{int(mm.max())} "
+                                 f"outside 0..65535 mm")
+            depth = _nearest(mm.astype(np.float32), out) / 1000.0
         else:
-            depth = np.zeros((h, w), np.float32)
-        if label.shape != (h, w) or depth.shape != (h, w):
-            raise ValueError(f"{path.stem}: target sizes {label.shape}/{depth.shape} differ from "
-                             f"the image's {(h, w)}")
+            depth = np.zeros(out, np.float32)
         return image, {"semseg": torch.from_numpy(label), "depth": torch.from_numpy(depth)}
+
+    def tensors(self):
+        """All items at once: images [N, 3, H, W], {task: targets [N, H, W]} (needs ``size``
+        or images of one size)."""
+        samples = [self[i] for i in range(len(self))]
+        shapes = {tuple(s[0].shape) for s in samples}
+        if len(shapes) > 1:
+            raise ValueError(f"{self.root}: images of different sizes {sorted(shapes)} and no "
+                             f"common size to resize them to")
+        images = torch.stack([s[0] for s in samples])
+        return images, {k: torch.stack([s[1][k] for s in samples]) for k in LABEL_TASKS}
 
 
 def export_folder(dataset, root: str | Path) -> None:
@@ -333,10 +536,10 @@ def main(argv=None) -> int:
                                      description="Procedural multi-task scenes.")
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="write scenes as an image/label/depth folder")
-    ex.add_argument("--out", required=True, help="destination folder")
-    ex.add_argument("--count", type=int, default=16, help="number of scenes (default 16)")
-    ex.add_argument("--seed", type=int, default=0, help="scene family seed (default 0)")
-    ex.add_argument("--size", type=int, nargs=2, default=(32, 64), metavar=("H", "W"),
+    ex.add_argument("--out", type=out_dir, required=True, help="destination folder")
+    ex.add_argument("--count", type=positive_int, default=16, help="number of scenes (default 16)")
+    ex.add_argument("--seed", type=nonneg_int, default=0, help="scene family seed (default 0)")
+    ex.add_argument("--size", type=positive_int, nargs=2, default=(32, 64), metavar=("H", "W"),
                     help="image size (default 32 64)")
     args = parser.parse_args(argv)
     export_folder(SceneDataset(args.count, args.seed, tuple(args.size)), args.out)

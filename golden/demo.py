@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .argtypes import nonneg_int, out_dir
 from .checkpoint import default_checkpoint, load_model
 from .cost import count_macs
 from .data import render_scene
@@ -28,8 +29,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m golden.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="nano", help="config of the shipped checkpoint")
     parser.add_argument("--checkpoint", help="checkpoint file (default: the shipped one)")
-    parser.add_argument("--scene", type=int, default=0, help="held-out scene index (default 0)")
-    parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    parser.add_argument("--scene", type=nonneg_int, default=0,
+                        help="held-out scene index (default 0)")
+    parser.add_argument("--out", type=out_dir, default="out/demo",
+                        help="output folder (default out/demo)")
     args = parser.parse_args(argv)
 
     try:

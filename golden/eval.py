@@ -3,24 +3,30 @@
 ``python -m golden.eval [--checkpoint PATH] [--scenes N] [--data FOLDER]`` evaluates on held-out
 procedural scenes (a seed the training never uses) or a user's folder, using the per-task sparse
 inference path, and prints the trivial baselines beside the model: the training set's majority
-class everywhere (mIoU) and its mean depth everywhere (RMSE).
+class everywhere (mIoU) and its mean depth everywhere (RMSE), then how many scenes and valid
+pixels each task's metrics used. A metric over no valid pixel is "n/a" (null in JSON) with a line
+saying why. A folder whose labels do not match the documented formats or their image's size is
+refused (exit 2, ``error: ...``); ``--resize-labels`` resizes mismatched labels instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 import torch
 from tqdm import tqdm
 
+from .argtypes import nonneg_int, positive_int
 from .checkpoint import default_checkpoint, load_checkpoint, load_model
 from .data import FolderDataset, SceneDataset
 from .metrics import RegressionMeter, SegmentationMeter
 from .model import M3ViT
 
-__all__ = ["evaluate", "baseline_metrics", "HELD_OUT_SEED", "TRAIN_SEED"]
+__all__ = ["evaluate", "baseline_metrics", "task_coverage", "coverage_lines", "HELD_OUT_SEED",
+           "TRAIN_SEED"]
 
 TRAIN_SEED = 0
 HELD_OUT_SEED = 1_000_003  # scene family never used for training
@@ -88,13 +94,70 @@ def training_stats(targets: dict[str, torch.Tensor], model: M3ViT) -> dict:
     return stats
 
 
+def _undefined(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt(value) -> str:
+    return "n/a" if _undefined(value) else f"{value:.3f}"
+
+
 def format_table(metrics: dict, baselines: dict | None = None) -> str:
+    """Markdown table; an undefined metric (NaN: no valid pixel) shows as ``n/a``."""
     rows = ["| task | metric | model | trivial baseline |", "|---|---|---|---|"]
     for task, m in metrics.items():
         for key, value in m.items():
             base = baselines[task][key] if baselines else float("nan")
-            rows.append(f"| {task} | {key} | {value:.3f} | {base:.3f} |")
+            rows.append(f"| {task} | {key} | {_fmt(value)} | {_fmt(base)} |")
     return "\n".join(rows)
+
+
+def task_coverage(model: M3ViT, targets: dict[str, torch.Tensor]) -> dict:
+    """Per task: scenes (``images``), scenes with a valid pixel (``scenes``), valid ``pixels``."""
+    out = {}
+    for task in model.cfg.tasks:
+        tgt = targets[task.name]
+        per = _meter(task).valid(tgt).flatten(1).sum(1)
+        out[task.name] = {"images": len(tgt), "scenes": int((per > 0).sum()),
+                          "pixels": int(per.sum())}
+    return out
+
+
+def coverage_lines(model: M3ViT, metrics: dict, coverage: dict,
+                   label_files: dict | None = None) -> dict[str, str]:
+    """One line per task saying what its metrics used, or why they are undefined.
+
+    ``label_files`` (from :class:`FolderDataset`) counts the label files per task, to tell "no
+    files" from "files holding no valid pixel".
+    """
+    lines = {}
+    for task in model.cfg.tasks:
+        c = coverage[task.name]
+        n, keys = c["images"], ", ".join(metrics[task.name])
+        invalid = "255 = ignore" if task.kind == "segmentation" else "0 = invalid"
+        if c["pixels"] == 0:
+            files = None if label_files is None else label_files.get(task.name, 0)
+            if files == 0:
+                why = f"no {task.name}/ label files"
+            elif files:
+                why = f"its {files} {task.name}/ file(s) hold only {invalid}"
+            else:
+                why = f"every pixel {invalid}"
+            lines[task.name] = (f"{task.name}: no valid pixels in any of the {n} scenes ({why}): "
+                                f"{keys} undefined (n/a)")
+        else:
+            line = (f"{task.name} ({keys}): {c['scenes']} of {n} scenes, "
+                    f"{c['pixels']:,} valid pixels")
+            if c["scenes"] < n:
+                line += (f"; {n - c['scenes']} scene(s) without a valid {task.name} pixel "
+                         f"not counted")
+            lines[task.name] = line
+    return lines
+
+
+def _json_safe(metrics: dict) -> dict:
+    return {task: {k: (None if _undefined(v) else v) for k, v in m.items()}
+            for task, m in metrics.items()}
 
 
 def main(argv=None) -> int:
@@ -102,41 +165,58 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint file (default: the shipped one for --config)")
     parser.add_argument("--config", default="nano", help="config whose shipped checkpoint to use "
                         "when --checkpoint is not given (default nano)")
-    parser.add_argument("--scenes", type=int, default=500, help="held-out scenes (default 500)")
-    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED,
+    parser.add_argument("--scenes", type=positive_int, default=500, help="held-out scenes (default 500)")
+    parser.add_argument("--seed", type=nonneg_int, default=HELD_OUT_SEED,
                         help=f"held-out scene family (default {HELD_OUT_SEED})")
     parser.add_argument("--data", help="evaluate on a folder (images/, semseg/, depth/) instead")
+    parser.add_argument("--resize-labels", action="store_true",
+                        help="with --data: resize labels whose size differs from their image's "
+                        "(nearest neighbour) instead of refusing the folder")
     parser.add_argument("--dense", action="store_true",
                         help="use the training (dense) path instead of the per-task sparse one")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
 
+    label_files, notes = None, []
     try:
         path = args.checkpoint or default_checkpoint(args.config)
         ckpt = load_checkpoint(path)
         model = load_model(path)
         if args.data:
-            ds = FolderDataset(args.data, model.cfg.img_size)
-            samples = [ds[i] for i in range(len(ds))]
-            images = torch.stack([s[0] for s in samples])
-            targets = {k: torch.stack([s[1][k] for s in samples]) for k in samples[0][1]}
+            ds = FolderDataset.for_config(args.data, model.cfg, resize_labels=args.resize_labels)
+            images, targets = ds.tensors()
+            label_files, notes = ds.label_files, ds.notes
         else:
+            if args.resize_labels:
+                raise ValueError("--resize-labels applies to --data FOLDER only")
             images, targets = SceneDataset(args.scenes, args.seed, model.cfg.img_size).tensors(
                 progress=sys.stderr.isatty())
         metrics = evaluate(model, images, targets, sparse=not args.dense,
                            progress=sys.stderr.isatty())
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stats = ckpt.get("train_stats") or training_stats(targets, model)
     baselines = baseline_metrics(model, targets, stats)
+    coverage = task_coverage(model, targets)
+    lines = coverage_lines(model, metrics, coverage, label_files)
     if args.json:
-        print(json.dumps({"checkpoint": str(path), "metrics": metrics, "baselines": baselines},
+        for note in notes:
+            print(note, file=sys.stderr)
+        print(json.dumps({"checkpoint": str(path), "data": args.data,
+                          "metrics": _json_safe(metrics), "baselines": _json_safe(baselines),
+                          "coverage": {t: c | {"note": lines[t]} for t, c in coverage.items()}},
                          indent=2))
     else:
-        print(f"checkpoint {path} ({model.cfg.name}), {len(images)} images, "
+        source = f" from {args.data}" if args.data else " (held-out scenes)"
+        print(f"checkpoint {path} ({model.cfg.name}), {len(images)} images{source}, "
               f"{'dense' if args.dense else 'per-task sparse'} path")
+        for note in notes:
+            print(note)
         print(format_table(metrics, baselines))
+        print("scenes and valid pixels used:")
+        for line in lines.values():
+            print(f"  {line}")
     return 0
 
 

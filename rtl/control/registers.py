@@ -17,10 +17,12 @@ Field access kinds
 ``counter`` 64-bit performance counter spread over ``<NAME>_LO`` / ``<NAME>_HI``; reading ``_LO``
            snapshots the upper half so that a ``_LO`` then ``_HI`` read pair is coherent
 
-Bus rules (documented in the generated table): 32-bit registers at 4-byte aligned offsets; a
-misaligned address answers SLVERR, an unmapped one DECERR; a write to a register without a
-writable field answers SLVERR and changes nothing; write strobes are honoured per byte lane
-(lanes with WSTRB=0 are untouched for ``rw`` and have no effect for ``w1p``/``w1c``).
+Bus rules (documented in the generated table): 32-bit registers at 4-byte aligned offsets,
+decoded by word (``addr & ~3``), so 8- and 16-bit accesses at any byte address are accepted: a
+read returns the containing word, a write acts through its strobes (WSTRB lanes are the truth;
+lanes with WSTRB=0 are untouched for ``rw`` and have no effect for ``w1p``/``w1c``, whose fields
+each lie in one byte lane); WSTRB=0 is an OKAY no-op. An unmapped address answers DECERR; a
+write strobing any lane of a register without a writable field answers SLVERR and changes nothing.
 """
 
 from __future__ import annotations
@@ -230,8 +232,7 @@ def firmware_register_map(cfg: AccelConfig = DEFAULT) -> dict:
             }
     return {"version": list(VERSION), "id": ID_MAGIC, "csr_addr_width": cfg.csr_addr_width,
             "error_codes": ERROR_CODES, "registers": out,
-            "bus_errors": {"misaligned": "SLVERR", "unmapped": "DECERR",
-                           "write_to_read_only": "SLVERR"}}
+            "bus_errors": {"unmapped": "DECERR", "write_to_read_only": "SLVERR"}}
 
 
 def markdown(cfg: AccelConfig = DEFAULT) -> str:
@@ -246,11 +247,18 @@ def markdown(cfg: AccelConfig = DEFAULT) -> str:
         "",
         "Bus behaviour:",
         "",
-        "- misaligned address (`addr % 4 != 0`): **SLVERR**, no effect;",
+        "- addresses are decoded by word (`addr & ~3`), so address bits 1:0 never cause an "
+        "error: 8- and 16-bit accesses at any byte address (the byte address on AxADDR, the "
+        "sub-word's byte lanes in WSTRB, as CPUs and standard AXI4-Lite masters issue them) "
+        "are handled like word accesses to the containing register — a read returns the "
+        "containing word, a write acts through its strobes;",
+        "- write strobes: each byte lane with WSTRB=0 is left unchanged (`rw`) or has no "
+        "effect (`w1p`, `w1c`; each such field lies in one byte lane, so a sub-word store "
+        "triggers a side effect only if it strobes that field's lane and writes 1 to it); "
+        "WSTRB=0 is an **OKAY** no-op;",
         "- address with no register: **DECERR**, no effect (reads return 0);",
-        "- write to a register without writable fields: **SLVERR**, no effect;",
-        "- partial write strobes: each byte lane with WSTRB=0 is left unchanged (`rw`) or has no "
-        "effect (`w1p`, `w1c`);",
+        "- write strobing any byte lane of a register without writable fields (the constants "
+        "and the counters): **SLVERR**, no effect;",
         "- AW and W may arrive in either order or together; reads and writes proceed "
         "independently; one transaction of each kind is accepted at a time.",
         "- counters are 64-bit: read `_LO` first, which snapshots the upper half returned by "

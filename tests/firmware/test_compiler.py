@@ -4,6 +4,8 @@ refused with the limit named."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from firmware.compiler import CompileError, compile_model, main
@@ -76,3 +78,39 @@ def test_cli_writes_an_image_and_a_listing(tmp_path, capsys):
     assert img.fingerprint == NANO.fingerprint()
     assert "TASK_JUMP" in capsys.readouterr().out
     assert DEFAULT.fingerprint() != NANO.fingerprint()
+
+
+@pytest.mark.parametrize("where", ["directory", "under-a-file"])
+def test_cli_refuses_an_out_it_cannot_write_before_compiling(tmp_path, capsys, monkeypatch,
+                                                             where):
+    def no_compiling(*a, **k):
+        raise AssertionError("compiled before checking --out")
+    monkeypatch.setattr("firmware.compiler.compile_model", no_compiling)
+    monkeypatch.setattr("rtl.sim.models.int_model_for", no_compiling)
+    if where == "directory":
+        out, message = tmp_path, "is a directory"
+    else:
+        (tmp_path / "file").write_text("x")
+        out, message = tmp_path / "file" / "nano.m3vimg", "is not a folder"
+    assert main(["--config", "nano", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if where == "directory"
+                                                           else ["file"])
+
+
+def test_cli_write_failure_leaves_no_temporary_file(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "sub" / "nano.m3vimg"
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device")
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda s, d: full(s, d) if str(d) == str(out)
+                        else real(s, d))
+    assert main(["--config", "nano", "--out", str(out)]) == 1
+    assert "error: cannot write" in capsys.readouterr().err
+    assert list((tmp_path / "sub").iterdir()) == []
+    monkeypatch.setattr(os, "replace", real)
+    assert main(["--config", "nano", "--out", str(out)]) == 0
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["nano.m3vimg"]
+    assert ModelImage.load(out).fingerprint == NANO.fingerprint()

@@ -57,7 +57,9 @@ def test_layout(image):
 
 def test_empty_sections_round_trip():
     img = ModelImage(0x1234, {"tasks": [{"name": "a"}]})
-    assert ModelImage.from_bytes(img.to_bytes()) == img
+    assert ModelImage.from_bytes(img.to_bytes(), validate=False) == img  # container only
+    with pytest.raises(ImageError, match=r"meta\['accel'\] is missing"):
+        ModelImage.from_bytes(img.to_bytes())
 
 
 @pytest.mark.parametrize("cut", [0, 7, 8, 40, 63, 64, 4096, -1, -100])

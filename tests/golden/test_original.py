@@ -196,9 +196,9 @@ def test_cli_errors_exit_2_with_a_message(tmp_path, capsys):
     assert checkpoint_main(["import", str(tmp_path / "nope"), "--config", "nano",
                             "--out", str(tmp_path / "o.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert checkpoint_main(["import", str(tmp_path), "--config", "nano", "--out",
-                            str(tmp_path)]) == 2
-    assert "is a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse: --out must be a file
+        checkpoint_main(["import", str(tmp_path), "--config", "nano", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "is a folder; give a file name" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         checkpoint_main(["import", "x", "--config", "nano", "--out", "o.pt", "--override", "oops"])
     assert exc.value.code == 2

@@ -209,6 +209,8 @@ def test_broken_or_missing_accelerator(tmp_path, monkeypatch):
     ({"axi_data_width": 256, "array_cols": 32}, "HP port is 32/64/128 bits"),
     ({"axi_id_width": 8}, "axi_id_width 8"),
     ({"csr_addr_width": 30}, "csr_addr_width"),
+    ({"clock_mhz": 1e-9}, "1e-09 MHz outside the ZCU104 PS's PL clock range 0.378-500 MHz"),
+    ({"clock_mhz": 600.0}, "600 MHz outside the ZCU104 PS's PL clock range"),
 ])
 def test_board_limits(change, message):
     with pytest.raises(BuildError, match=message) as e:
@@ -234,6 +236,101 @@ def test_runs_vivado_when_on_path(tmp_path, monkeypatch, vivado_exit):
     assert (out / "vivado_args.txt").read_text().split() == [
         "-mode", "batch", "-nojournal", "-log", "vivado.log", "-source", "build.tcl",
         "-tclargs", "3"]
+
+
+@pytest.mark.parametrize("clock", ["1e-9", "0", "-100", "nan", "inf", "-inf", "500.001"])
+def test_cli_refuses_a_clock_outside_the_pl_range(tmp_path, capsys, clock):
+    out = tmp_path / "out"
+    assert main(["zcu104", "--config", "small-test", "--accelerator", STANDIN, "--no-estimate",
+                 "--no-lint", "--no-vivado", f"--clock-mhz={clock}", "--out", str(out)]) \
+        == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --clock-mhz {float(clock):g}: clock ") and err.count("\n") == 1
+    assert ("not a finite number" in err) != ("outside the ZCU104 PS's PL clock range" in err)
+    assert not out.exists()
+
+
+def test_pl_clock_range_edges():
+    lo, hi = pbuild.PL_CLOCK_MHZ
+    assert pbuild.check_clock(lo) is None and pbuild.check_clock(hi) is None
+    assert pbuild.check_clock(100) is None and pbuild.check_clock(187.5) is None
+    for bad in (lo * 0.99, hi * 1.01, float("nan"), float("inf"), True, "100"):
+        assert pbuild.check_clock(bad), bad
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_interrupted_build_removes_its_work_folder(tmp_path, monkeypatch):
+    """Yosys runs with its temporary files in ``--out``'s work folder, which goes away however
+    the build ends; a later build into the same folder removes what a killed one left."""
+    seen = {}
+
+    def yosys(path, log, top):
+        tmp = os.environ["TMPDIR"]
+        seen["tmp"] = tmp
+        abc = os.path.join(tmp, "yowasp_x", "yosys-abc-1")
+        os.makedirs(abc)
+        with open(os.path.join(abc, "input.blif"), "wb") as f:
+            f.write(b"\0" * (1 << 20))
+        raise KeyboardInterrupt
+    monkeypatch.setattr("platform.estimate.yosys_estimate", yosys)
+    monkeypatch.delenv("TMPDIR", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tmp_path, estimate=True)
+    assert seen["tmp"] == str((tmp_path / pbuild.WORK_DIR).resolve())
+    assert "TMPDIR" not in os.environ
+    assert not (tmp_path / pbuild.WORK_DIR).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    # What a build killed with SIGKILL leaves: the work folder, a temporary file of a write.
+    (tmp_path / pbuild.WORK_DIR / "yowasp_y").mkdir(parents=True)
+    (tmp_path / ".m3vit_zcu104.v.0123abcd.tmp").write_text("half a file")
+    (tmp_path / "mine.tmp").write_text("the user's")
+    monkeypatch.setattr("platform.estimate.yosys_estimate",
+                        lambda *a, **k: {"LUT": 1, "FF": 1, "DSP": 0, "BRAM36": 0, "URAM": 0,
+                                         "LUTRAM": 0})
+    _build(tmp_path, estimate=True)
+    written = {"m3vit_zcu104.v", "m3vit_zcu104.il", "m3vit_zcu104.xdc", "create_project.tcl",
+               "build_bitstream.tcl", "build.tcl", "build.sh", "build_info.json",
+               "resources.txt", "resources.json"}
+    assert {p.name for p in tmp_path.iterdir()} == written | {"mine.tmp"}
+    for name in written - {"build.sh"}:     # written as before: a plain file, umask applied
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~_umask(), name
+    assert (tmp_path / "build.sh").stat().st_mode & stat.S_IXUSR
+
+
+def test_terminated_cli_build_cleans_up(tmp_path):
+    """``kill`` (SIGTERM) during the estimate: exit 143, the work folder removed."""
+    out = tmp_path / "out"
+    script = (
+        "import os, sys, time\n"
+        "import platform.estimate as est\n"
+        "def slow(path, log, top):\n"
+        "    os.makedirs(os.path.join(os.environ['TMPDIR'], 'yowasp_z'))\n"
+        "    print('estimating', flush=True)\n"
+        "    time.sleep(60)\n"
+        "est.yosys_estimate = slow\n"
+        "from platform.build import main\n"
+        f"sys.exit(main(['zcu104', '--config', 'small-test', '--accelerator', {STANDIN!r},\n"
+        f"               '--no-lint', '--no-vivado', '--out', {str(out)!r}]))\n")
+    p = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stdout:
+            if line.startswith("estimating"):
+                break
+        assert (out / pbuild.WORK_DIR / "yowasp_z").is_dir()
+        p.terminate()
+        assert p.wait(timeout=60) == 128 + 15, p.stderr.read()
+    finally:
+        p.kill()
+        p.wait()
+    assert not (out / pbuild.WORK_DIR).exists()
+    assert (out / "m3vit_zcu104.v").is_file() and not list(out.glob(".*.tmp"))
 
 
 # ---- full-size estimates (opt in: pytest -m slow) ---------------------------------------------
