@@ -470,6 +470,14 @@ def _upheads(args, meta: dict, tasks: list[str]) -> dict:
     missing = [t for t in need if t not in model.decoders]
     if missing:
         raise UsageError(f"--uphead {args.uphead} has no head for {', '.join(missing)}")
+    from golden.quant.model import post_digest
+    for t in need:
+        want = task_spec(meta, t).get("post_sha256")
+        post = {k: v.numpy() for k, v in model.decoders[t].state_dict().items()
+                if not k.startswith("norm.")}
+        if want is not None and post_digest(post) != want:
+            raise UsageError(f"--uphead {args.uphead}: its {t!r} up-head is not the one this "
+                             f"model image was compiled with (weights differ)")
     return {t: model.decoders[t] for t in need}
 
 
@@ -479,10 +487,11 @@ def cmd_run(args) -> int:
     image = _model_for(args)
     if not args.inputs and not args.scene:
         raise UsageError("no input: give IMAGE files and/or --scene N")
-    inputs = None
-    if image is not None:   # unknown task, bad input: refused before a simulator is built
+    inputs = upheads = None
+    if image is not None:   # unknown task, bad input, no up-head: refused before a simulator
         tasks = _tasks(args.task, task_names(image.meta))
         inputs = _inputs(args, _image_size(image))
+        upheads = _upheads(args, image.meta, tasks)
     accel = _open(args, image)
     with accel:
         if image is None:
@@ -496,7 +505,8 @@ def cmd_run(args) -> int:
         originals = {stem: orig for stem, _, orig in inputs}
         written = []
 
-        upheads = _upheads(args, meta, tasks)
+        if upheads is None:
+            upheads = _upheads(args, meta, tasks)
 
         def on_frame(frame):
             stem = frame.request.tag

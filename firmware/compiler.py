@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from firmware.image import ModelImage
+from golden.argtypes import out_file
 from golden.quant import ops
-from golden.quant.model import IntLinear, IntM3ViT, IntMlp, Requant
+from golden.quant.model import IntLinear, IntM3ViT, IntMlp, Requant, post_digest
 
 from rtl.array.lanes import Aux, OutBits
 from rtl.config import CONST_RECORD_BYTES, LNP_RECORD_BYTES, AccelConfig
@@ -286,7 +287,7 @@ class _Compiler:
                 "head": head.kind}
         if head.kind == "uphead":  # D LayerNorm features per token; the PS runs the convolutions
             meta.update(channels=width, patch=1, classes=spec.channels,
-                        image_size=list(mc.img_size))
+                        image_size=list(mc.img_size), post_sha256=post_digest(head.post))
         return meta
 
     def layernorm(self, note, ln, row0, rows, d_addr) -> None:
@@ -521,20 +522,11 @@ def compile_model(model: IntM3ViT, cfg: AccelConfig) -> CompiledModel:
 
 def _out_problem(out: Path) -> str | None:
     """Why the model image cannot be written to ``out`` (``None``: it can), checked before the
-    model is compiled."""
-    if out.is_dir():
-        return f"{out} is a directory: give the image's file name (e.g. {out / 'model.m3vimg'})"
-    if out.exists() and not out.is_file():
-        return f"{out} is not a regular file"
-    if out.exists() and not os.access(out, os.W_OK):
-        return f"{out} is read-only"
-    folder = Path(os.path.abspath(out)).parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent                  # the folders still to create
-    if not folder.is_dir():
-        return f"{folder} is not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot create files in {folder} (permission denied)"
+    model is compiled (:func:`golden.argtypes.out_file`)."""
+    try:
+        out_file(str(out))
+    except argparse.ArgumentTypeError as exc:
+        return str(exc)
     return None
 
 
@@ -562,7 +554,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from rtl.sim.cache import atomic_write
     from rtl.sim.models import int_model_for
-    model = IntM3ViT.load(args.int_model) if args.int_model else int_model_for(args.config)
+    try:
+        model = IntM3ViT.load(args.int_model) if args.int_model else int_model_for(args.config)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: --int-model: {exc}", file=sys.stderr)
+        return 2
     cfg = CONFIGS[args.accel or (args.config if args.config in CONFIGS else "default")]
     try:
         compiled = compile_model(model, cfg)

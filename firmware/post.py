@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from golden.argtypes import MAX_SIDE
+
 from .errors import UsageError
 
 __all__ = ["upsample", "argmax_lowest", "task_map", "uphead_output", "colorize", "save_outputs",
@@ -229,7 +231,7 @@ def save_panel(path: str | Path, pixels: np.ndarray, pictures: list[tuple[str, n
     return Path(path)
 
 
-MAX_INPUT_SIDE = 16384             # pixels per side of an input picture or array
+MAX_INPUT_SIDE = MAX_SIDE          # pixels per side of an input picture or array
 MAX_INPUT_PIXELS = 64 * 10 ** 6
 WIDE_MODES = {"I;16": "16-bit grey", "I;16B": "16-bit grey", "I;16L": "16-bit grey",
               "I;16N": "16-bit grey", "I": "32-bit integer", "F": "32-bit float",

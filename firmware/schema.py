@@ -18,12 +18,14 @@ from rtl.config import INSTR_BYTES, AccelConfig
 
 from .errors import ImageError
 
-__all__ = ["validate_meta", "MAX_IMAGE_SIDE", "MAX_TASKS", "MAX_CHANNELS", "MAX_DATA_BYTES"]
+__all__ = ["validate_meta", "MAX_IMAGE_SIDE", "MAX_TASKS", "MAX_CHANNELS", "MAX_DATA_BYTES",
+           "MAX_OUTPUT_BYTES"]
 
 MAX_IMAGE_SIDE = 8192          # pixels per side of the model's input
 MAX_TASKS = 64
 MAX_CHANNELS = 65536           # output channels (classes) of one task
 MAX_DATA_BYTES = 1 << 31       # weights + constants (the ZCU104's PS DDR is 2 GiB per bank)
+MAX_OUTPUT_BYTES = 1 << 28     # one task's output buffer per frame
 HEAD_KINDS = ("linear", "uphead")
 TASK_KINDS = ("segmentation", "regression")
 
@@ -84,7 +86,8 @@ def _model(meta: dict) -> tuple[tuple[int, int], int]:
     return img, patch
 
 
-def _input(meta: dict, img, patch, cols: int) -> int:
+def _input(meta: dict, img, patch, cfg: AccelConfig) -> int:
+    cols = cfg.array_cols
     path = ("input",)
     spec = _get(meta, (), "input", dict)
     if _pair(spec, path, "image", 1, MAX_IMAGE_SIDE) != img:
@@ -94,8 +97,14 @@ def _input(meta: dict, img, patch, cols: int) -> int:
         raise ImageError(f"meta['input']['patch'] differs from meta['model']['patch_size'] "
                          f"{patch}")
     tokens = (img[0] // patch) * (img[1] // patch)
+    if tokens + 1 > cfg.max_tokens:
+        raise ImageError(f"meta['model']: {img[0]}x{img[1]} pixels in {patch}-pixel patches are "
+                         f"{tokens} + 1 tokens, the accelerator holds max_tokens {cfg.max_tokens}")
     _int(spec, path, "rows", tokens, tokens)
     need = 3 * patch * patch
+    if need > cfg.max_k:
+        raise ImageError(f"meta['model']['patch_size'] {patch}: a patch row of {need} values is "
+                         f"longer than max_k {cfg.max_k}")
     row_bytes = _int(spec, path, "row_bytes", need, need + cols)
     if row_bytes % cols:
         raise ImageError(f"meta['input']['row_bytes'] = {row_bytes} is not a multiple of the "
@@ -103,15 +112,19 @@ def _input(meta: dict, img, patch, cols: int) -> int:
     return tokens
 
 
-def _chunks(spec: dict, path: tuple, width: int, tokens: int, cols: int) -> None:
+def _chunks(spec: dict, path: tuple, width: int, tokens: int, cfg: AccelConfig,
+            instructions: int) -> int:
+    """Check the output chunks (one matmul each); returns the task's output bytes."""
+    cols = cfg.array_cols
     chunks = _get(spec, path, "chunks", list)
-    if not chunks:
-        raise ImageError(f"{_where(path + ('chunks',))} is empty")
+    if not 1 <= len(chunks) <= max(instructions, 1):
+        raise ImageError(f"{_where(path + ('chunks',))} has {len(chunks)} entries; each is one "
+                         f"instruction, the program has {instructions}")
     n0 = offset = 0
     for i, chunk in enumerate(chunks):
         cp = path + ("chunks", i)
         _int(chunk, cp, "n0", n0, n0)
-        n = _int(chunk, cp, "n", 1, width - n0)
+        n = _int(chunk, cp, "n", 1, min(width - n0, cfg.max_n))
         _int(chunk, cp, "offset", offset, offset)
         nbytes = tokens * math.ceil(n / cols) * 2 * cols
         _int(chunk, cp, "bytes", nbytes, nbytes)
@@ -119,9 +132,14 @@ def _chunks(spec: dict, path: tuple, width: int, tokens: int, cols: int) -> None
     if n0 != width:
         raise ImageError(f"{_where(path + ('chunks',))} cover channels 0..{n0}, the head's "
                          f"width is {width}")
+    if offset > MAX_OUTPUT_BYTES:
+        raise ImageError(f"{_where(path)}: {offset} output bytes per frame, more than "
+                         f"{MAX_OUTPUT_BYTES}")
+    return offset
 
 
-def _task(spec: dict, path: tuple, grid, patch: int, tokens: int, cols: int) -> str:
+def _task(spec: dict, path: tuple, grid, patch: int, tokens: int, cfg: AccelConfig,
+          instructions: int) -> str:
     name = _get(spec, path, "name", str)
     if not 1 <= len(name) <= 64 or not name.isprintable():
         raise ImageError(f"{_where(path + ('name',))} {name!r:.70} is not a task name")
@@ -145,7 +163,10 @@ def _task(spec: dict, path: tuple, grid, patch: int, tokens: int, cols: int) -> 
     width = _int(spec, path, "width", channels * task_patch ** 2, channels * task_patch ** 2)
     if head == "uphead":
         _int(spec, path, "classes", 1, MAX_CHANNELS)
-    _chunks(spec, path, width, tokens, cols)
+        if width > cfg.max_dim:
+            raise ImageError(f"{_where(path + ('width',))} = {width}: up-head features are the "
+                             f"token width, at most max_dim {cfg.max_dim}")
+    _chunks(spec, path, width, tokens, cfg, instructions)
     return name
 
 
@@ -165,12 +186,14 @@ def validate_meta(meta: dict, *, program_bytes: int, data_bytes: int) -> AccelCo
     _int(array, ("array",), "rows", cfg.array_rows, cfg.array_rows)
     _int(array, ("array",), "cols", cols, cols)
     img, patch = _model(meta)
-    tokens = _input(meta, img, patch, cols)
+    tokens = _input(meta, img, patch, cfg)
     grid = (img[0] // patch, img[1] // patch)
     tasks = _get(meta, (), "tasks", list)
     if not 1 <= len(tasks) <= MAX_TASKS:
         raise ImageError(f"meta['tasks'] has {len(tasks)} entries; 1..{MAX_TASKS} allowed")
-    names = [_task(t, ("tasks", i), grid, patch, tokens, cols) for i, t in enumerate(tasks)]
+    instructions = program_bytes // INSTR_BYTES
+    names = [_task(t, ("tasks", i), grid, patch, tokens, cfg, instructions)
+             for i, t in enumerate(tasks)]
     if len(set(names)) != len(names):
         raise ImageError(f"meta['tasks'] names are not unique: {names}")
     hw = _get(meta, (), "hw_version", list, optional=True)
@@ -183,6 +206,13 @@ def validate_meta(meta: dict, *, program_bytes: int, data_bytes: int) -> AccelCo
     if isa is not None and (len(isa) != 2 or not isinstance(isa[0], int)
                             or not isinstance(isa[1], str)):
         raise ImageError(f"meta['isa'] must be [version, digest], got {isa!r:.60}")
+    macs = _get(meta, (), "macs", list, optional=True)   # per instruction (timeout estimates)
+    if macs is not None:
+        if len(macs) != program_bytes // INSTR_BYTES:
+            raise ImageError(f"meta['macs'] has {len(macs)} entries, the program "
+                             f"{program_bytes // INSTR_BYTES} instructions")
+        for i in range(len(macs)):
+            _int({i: macs[i]}, ("macs",), i, 0, 1 << 40)
     if program_bytes // INSTR_BYTES > cfg.imem_words:
         raise ImageError(f"the program has {program_bytes // INSTR_BYTES} instructions, the "
                          f"accelerator's instruction memory holds {cfg.imem_words}")

@@ -10,15 +10,14 @@ import argparse
 import math
 
 __all__ = ["int_at_least", "positive_int", "nonneg_int", "positive_float", "nonneg_float",
-           "finite_float",
-           "size_hw", "out_dir", "out_file"]
+           "finite_float", "size_hw", "out_dir", "out_file", "MAX_SIDE"]
 
 
 def int_at_least(low: int):
     """An argparse type: an integer >= ``low``."""
     def parse(text: str) -> int:
         try:
-            value = int(text, 0)
+            value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be an integer, not {text!r}") from None
         if value < low:
@@ -60,8 +59,11 @@ def nonneg_float(text: str) -> float:
     return value
 
 
+MAX_SIDE = 16384   # pixels a side of any size given on a command line
+
+
 def size_hw(text: str) -> tuple[int, int]:
-    """``HxW`` with both sides >= 1 (e.g. ``256x512``)."""
+    """``HxW`` with both sides in 1..:data:`MAX_SIDE` (e.g. ``256x512``)."""
     try:
         h, w = (int(v) for v in text.lower().split("x"))
         if h < 1 or w < 1:
@@ -69,6 +71,8 @@ def size_hw(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must be HxW (e.g. 256x512), not {text!r}") \
             from None
+    if max(h, w) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"size {text} is larger than {MAX_SIDE} a side")
     return h, w
 
 
@@ -100,5 +104,7 @@ def out_file(text: str) -> str:
     import os
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if os.path.lexists(text) and not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a regular file")
     out_dir(os.path.dirname(os.path.abspath(text)))
     return text

@@ -71,13 +71,15 @@ def _check_ours(ckpt: object, path: Path) -> dict:
 
 def load_model(path: str | Path, img_size: tuple[int, int] | None = None, *,
                config: str | None = None, backbone_only: bool = False,
-               overrides: dict | None = None, trust: bool = False) -> M3ViT:
+               overrides: dict | None = None, source_img_size=None,
+               trust: bool = False) -> M3ViT:
     """Model from a checkpoint, in eval mode; built for ``img_size`` if given (position embeddings
     resized once here).
 
     ``path`` is one of our checkpoints, or (with ``config``) the original repository's: a single
     file or a directory of per-rank files, mapped by :func:`golden.original.import_original`
-    (``backbone_only``, ``overrides`` and ``trust`` are passed on).
+    (``backbone_only``, ``overrides``, ``source_img_size`` and ``trust`` are passed on; the
+    position embeddings are resized once, from the checkpoint's grid to ``img_size``'s).
     """
     path = Path(path)
     if not path.exists():
@@ -89,14 +91,15 @@ def load_model(path: str | Path, img_size: tuple[int, int] | None = None, *,
         state = ckpt["state_dict"]
     elif config is None:
         raise ValueError(f"{path} is not one of our M3ViT checkpoints; if it is the original "
-                         f"repository's (a file or a directory of per-rank files), say which "
-                         f"config it is: load_model(path, config=NAME) / --config NAME")
+                         f"repository's (a file or a directory of per-rank files), convert it "
+                         f"once: python -m golden.checkpoint import {path} --config NAME --out "
+                         f"OURS.pt (in Python: load_model(path, config=NAME))")
     else:
-        imported = import_original(path, config, backbone_only=backbone_only,
-                                   overrides=overrides, trust=trust)
-        cfg, state = imported.model.cfg, imported.model.state_dict()
-        if img_size is None or tuple(img_size) == tuple(cfg.img_size):
-            return imported.model
+        overrides = dict(overrides or {})
+        if img_size is not None:
+            overrides["img_size"] = tuple(img_size)
+        return import_original(path, config, backbone_only=backbone_only, overrides=overrides,
+                               source_img_size=source_img_size, trust=trust).model
     target = cfg.replace(img_size=tuple(img_size)) if img_size else cfg
     model = M3ViT(target)
     load_state_dict_resized(model, state, cfg)

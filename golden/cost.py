@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .argtypes import nonneg_int
+from .argtypes import nonneg_int, out_dir
 from .checkpoint import load_model
 from .config import config_names, get_config
 from .data import render_scene
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
                         help="configs to measure (default: tiny small)")
     parser.add_argument("--checkpoint", help="use trained weights (only with a single --config)")
     parser.add_argument("--seed", type=nonneg_int, default=0, help="weight-init and scene seed")
-    parser.add_argument("--plot", help="folder for expert-load histogram PNGs")
+    parser.add_argument("--plot", type=out_dir, help="folder for expert-load histogram PNGs")
     parser.add_argument("--no-histograms", action="store_true", help="skip the text histograms")
     args = parser.parse_args(argv)
     if args.checkpoint and len(args.config) != 1:
@@ -172,7 +172,15 @@ def main(argv=None) -> int:
     all_costs = []
     for name in args.config:
         torch.manual_seed(args.seed)
-        model = load_model(args.checkpoint) if args.checkpoint else M3ViT(get_config(name))
+        try:
+            model = load_model(args.checkpoint) if args.checkpoint else M3ViT(get_config(name))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.checkpoint and model.cfg.name != name:
+            print(f"error: --checkpoint {args.checkpoint} holds a {model.cfg.name!r} model, not "
+                  f"{name!r}", file=sys.stderr)
+            return 2
         image = torch.from_numpy(render_scene(args.seed, 0, model.cfg.img_size)[0])[None]
         print(f"measuring {name} ({model.cfg.img_size[0]}x{model.cfg.img_size[1]}, "
               f"{model.cfg.num_tokens} tokens) ...", file=sys.stderr)

@@ -74,6 +74,10 @@ class OriginalImport:
                  + (f", concatenated from {self.ranks} rank shards" if self.ranks > 1 else ""),
                  f"mapped {self.mapped} tensors onto config {self.model.cfg.name!r} "
                  f"(heads: {self.model.cfg.head_type})"]
+        c = self.model.cfg
+        lines.append(f"taken from the config, not the checkpoint: heads {c.heads}, top-{c.top_k}, "
+                     f"noise_std {c.noise_std}, LayerNorm eps {c.layer_norm_eps}, input "
+                     f"normalisation {c.input_norm!r}")
         if self.resized:
             lines.append(f"position embeddings: {self.resized}")
         for reason, keys in self.dropped.items():
@@ -225,8 +229,9 @@ def _map_gates(state: dict, cfg: ModelConfig, tasks: list[str]) -> tuple[dict, l
         gate_ids.setdefault(prefix, set()).add(int(tid))
         tid = int(tid)
         if tid >= len(tasks):
-            raise ValueError(f"{k}: gate for task id {tid}, but the checkpoint's tasks are "
-                             f"{', '.join(tasks)} (ids 0..{len(tasks) - 1})")
+            raise ValueError(f"{k}: gate for task id {tid}, but the tasks mapped are "
+                             f"{', '.join(tasks)} (ids 0..{len(tasks) - 1}, in the original's "
+                             f"task order)")
         if tasks[tid] in cfg.task_names:
             out[f"{prefix}.{cfg.task_index(tasks[tid])}.w_gate"] = v
         else:
@@ -288,16 +293,20 @@ def _override(cfg: ModelConfig, overrides: dict) -> ModelConfig:
         raise ValueError(f"bad override: {exc}") from None
 
 
-def _pos_embed(state: dict, cfg: ModelConfig, source_img_size) -> str | None:
-    """Resize ``backbone.pos_embed`` in place to ``cfg``'s grid, as the original would."""
+def _pos_embed(state: dict, cfg: ModelConfig, source_img_size, named_grid) -> str | None:
+    """Resize ``backbone.pos_embed`` in place to ``cfg``'s grid, as the original would. The
+    source grid: ``source_img_size``'s, else the named config's when the count fits it, else
+    square."""
     key = "backbone.pos_embed"
     if key not in state:
         return None
     n = state[key].shape[1] - 1
-    if n == cfg.num_patches:
+    if n == cfg.num_patches and source_img_size is None:
         return None
     if source_img_size is not None:
         old = (source_img_size[0] // cfg.patch_size, source_img_size[1] // cfg.patch_size)
+    elif named_grid[0] * named_grid[1] == n:
+        old = tuple(named_grid)
     else:
         side = int(round(n ** 0.5))
         if side * side != n:
@@ -309,6 +318,8 @@ def _pos_embed(state: dict, cfg: ModelConfig, source_img_size) -> str | None:
     if old[0] * old[1] != n:
         raise ValueError(f"{key} has {n} patch positions, not the {old[0]}x{old[1]} of source "
                          f"size {source_img_size}")
+    if tuple(old) == tuple(cfg.grid):
+        return None
     state[key] = resize_pos_embed(state[key], old, cfg.grid)
     return (f"resized from a {old[0]}x{old[1]} to a {cfg.grid[0]}x{cfg.grid[1]} grid "
             f"(bilinear, align_corners=False, class token kept)")
@@ -375,6 +386,7 @@ def import_original(path: str | Path, config: str | ModelConfig, *, backbone_onl
     """
     state, files = read_original(path, trust=trust)
     cfg = get_config(config) if isinstance(config, str) else config
+    named_grid = cfg.grid
     cfg = _override(cfg, overrides or {})
     if not backbone_only:
         cfg = cfg.replace(head_type="uphead")
@@ -386,7 +398,7 @@ def import_original(path: str | Path, config: str | ModelConfig, *, backbone_onl
                          + f"; rerun with {fix}")
     tasks = _original_tasks(state, cfg, backbone_only)
     state, other_gates = _map_gates(state, cfg, tasks)
-    resized = _pos_embed(state, cfg, source_img_size)
+    resized = _pos_embed(state, cfg, source_img_size, named_grid)
     model = M3ViT(cfg)
     load, dropped = _split_keys(state, model, backbone_only)
     if other_gates:

@@ -77,6 +77,8 @@ CASES = [
     ("firmware.cli", [*FW_RUN, "--out", "{d}/afile/sub", "{d}/ok.npy"], 2,
      r"--out: .*afile is not a folder"),
     ("firmware.cli", [*FW_RUN, "--output-size", "0x5", "{d}/ok.npy"], 2, r"size must be HxW"),
+    ("firmware.cli", [*FW_RUN, "--output-size", "100000x100000", "{d}/ok.npy"], 2,
+     r"larger than 16384 a side"),
     ("firmware.cli", ["bench", "--backend", "sim", "--frames", "0"], 2, r"--frames: must be >= 1"),
     ("firmware.cli", [*FW_RUN, "--model", "{d}/garbage.m3vimg", "{d}/ok.npy"], 3, r"bad magic"),
     ("firmware.cli", [*FW_RUN, "--model", "{d}/missing.m3vimg", "{d}/ok.npy"], 2,
@@ -90,6 +92,12 @@ CASES = [
     ("golden.demo", ["--checkpoint", "{d}/afile"], 2, r"not a readable checkpoint"),
     ("golden.cost", ["--config", "nano", "--seed", "-5"], 2, r"--seed: must be >= 0"),
     ("golden.cost", ["--config", "huge"], 2, r"invalid choice"),
+    ("golden.cost", ["--config", "nano", "--checkpoint", "{d}/afile"], 2,
+     r"not a readable checkpoint"),
+    ("golden.cost", ["--config", "nano", "--plot", "{d}/afile"], 2, r"exists and is not a folder"),
+    ("firmware.compiler", ["--out", "/proc/x.m3vimg"], 2, r"--out .*not writable"),
+    ("firmware.compiler", ["--int-model", "{d}/afile", "--out", "{d}/x.m3vimg"], 2,
+     r"--int-model: .*not an integer M3ViT model"),
     ("golden.quant", ["eval", "--scenes", "0"], 2, r"--scenes: must be >= 1"),
     ("golden.quant", ["eval", "--calib", "-1"], 2, r"--calib: must be >= 1"),
     ("golden.quant", ["eval", "--int-model", "{d}/afile"], 2, r"not an integer M3ViT model"),
@@ -170,7 +178,7 @@ def test_case_count_per_cli():
     counts["firmware.cli"] += len(INPUT_CASES)
     assert set(counts) >= {"firmware.cli", "golden.demo", "golden.cost", "golden.quant",
                            "golden.checkpoint", "golden.train", "golden.eval", "golden.data",
-                           "benchmarks.frame_report"}
+                           "firmware.compiler", "benchmarks.frame_report"}
     print(dict(counts))
 
 

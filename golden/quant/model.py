@@ -22,6 +22,7 @@ that the reordering changes no bit.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 from dataclasses import dataclass, field
@@ -175,6 +176,17 @@ class IntBlock:
     ln2: IntLayerNorm
     mlp: IntMlp | None = None
     moe: IntMoE | None = None
+
+
+def post_digest(post: dict) -> str:
+    """SHA-256 of an up-head's PS-side tensors (names, dtypes, shapes, bytes): model images record
+    it so the firmware can tell that ``--uphead`` brings the head the image was compiled with."""
+    h = hashlib.sha256()
+    for key in sorted(post):
+        a = np.ascontiguousarray(np.asarray(post[key]))
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 @dataclass

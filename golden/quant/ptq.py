@@ -172,7 +172,8 @@ def _identity(d: int, bits: int) -> IntLinear:
 def _uphead(head, s_ln: float, s_res: float) -> IntHead:
     """The original's up-head: its LayerNorm on the accelerator (int8 tokens, stored through an
     identity matmul), its convolutions in float on the PS (``post``)."""
-    post = {k: _np(v).copy() for k, v in head.state_dict().items() if not k.startswith("norm.")}
+    post = {k: v.detach().cpu().numpy().copy() for k, v in head.state_dict().items()
+            if not k.startswith("norm.")}  # their own dtypes (float32), as a checkpoint holds them
     return IntHead(_layer_norm(head.norm, s_ln, s_res), None, _identity(head.norm.normalized_shape[0],
                    16), s_ln, kind="uphead", post=post)
 

@@ -284,10 +284,7 @@ def discard(path: str) -> None:
         os.rename(path, aside)
     except FileNotFoundError:
         return          # another process discarded it first
-    if os.path.isdir(aside) and not os.path.islink(aside):
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.unlink(aside)
+    _remove(aside)      # a concurrent sweep may have removed it already
 
 
 # ---------------------------------------------------------------------------- the command
@@ -300,7 +297,7 @@ HARNESS_DIR = re.compile(r"^harness-[0-9a-f]{16}$")
 HARNESS_WORK = re.compile(r"^harness(-[0-9a-f]{16})?\.")
 VERILOG_TMP = re.compile(r"^(\..+\.tmp|.+\.trash-[0-9a-f]+)$")
 VERILOG_FILE = re.compile(rf"^({_KEY}\.(v|json|ports\.json)(\.trash-[0-9a-f]+)?|\..+\.tmp)$")
-MODEL_FILE = re.compile(r"^[\w.-]+-(trained|random\d+)-c\d+(\.tmp)?\.npz$")
+MODEL_FILE = re.compile(r"^[\w.-]+-(trained|random\d+)-c\d+(\.\d+)?(\.tmp)?\.npz$")
 
 
 @dataclass

@@ -166,11 +166,23 @@ def _harness(ports) -> str:
         port_table=nl.join(table), sets=nl.join(sets), gets=nl.join(gets))
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the building process dies, however it dies (Linux
+    ``PR_SET_PDEATHSIG``); ``make`` then stops the compilers it started."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def _run(cmd, cwd, env, what):
-    """Run ``cmd``; on any exception (Ctrl-C included) kill it with every process it started
-    (``make -j``'s compilers), so nothing writes into a work folder being removed."""
+    """Run ``cmd`` in its own process group; on any exception (Ctrl-C included) kill the group
+    (``make -j``'s compilers), so nothing writes into a work folder being removed; if this
+    process is killed outright, the child gets SIGTERM (:func:`_die_with_parent`)."""
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, start_new_session=True) as p:
+                          text=True, start_new_session=True,
+                          preexec_fn=_die_with_parent if sys.platform == "linux" else None) as p:
         try:
             out, err = p.communicate()
         except BaseException:

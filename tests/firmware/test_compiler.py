@@ -88,7 +88,7 @@ def test_cli_refuses_an_out_it_cannot_write_before_compiling(tmp_path, capsys, m
     monkeypatch.setattr("firmware.compiler.compile_model", no_compiling)
     monkeypatch.setattr("rtl.sim.models.int_model_for", no_compiling)
     if where == "directory":
-        out, message = tmp_path, "is a directory"
+        out, message = tmp_path, "is a folder; give a file name"
     else:
         (tmp_path / "file").write_text("x")
         out, message = tmp_path / "file" / "nano.m3vimg", "is not a folder"

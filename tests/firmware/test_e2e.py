@@ -56,7 +56,8 @@ def test_cli_real_accelerator_error_and_timeout(nano, tmp_path, capsys):
 
     _, image, path = nano
     bad = tmp_path / "badprog.m3vimg"
-    ModelImage(image.fingerprint, image.meta, b"\xff" * 64, image.data).save(bad)
+    meta = {k: v for k, v in image.meta.items() if k not in ("macs", "listing")}  # 2 instrs
+    ModelImage(image.fingerprint, meta, b"\xff" * 64, image.data).save(bad)
     pixels = np.zeros((3, *image.meta["model"]["img_size"]), np.uint8)
     np.save(tmp_path / "black.npy", pixels)
     common = ["--backend", "sim", "--sim", os.environ.get("M3VIT_FIRMWARE_SIM", "verilator"),
@@ -110,6 +111,12 @@ def test_original_checkpoint_with_upheads_runs_end_to_end(tmp_path, capsys):
               "--no-progress", "--no-panel", str(tmp_path / "frame.npy")]
     assert main(common) == 2
     assert "--uphead CHECKPOINT" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    torch.manual_seed(6)
+    from golden.checkpoint import save_checkpoint
+    save_checkpoint(other, M3ViT(cfg))
+    assert main([*common, "--uphead", str(other)]) == 2   # not the head the image was built with
+    assert "not the one this model image was compiled with" in capsys.readouterr().err
     code = main([*common, "--uphead", str(ours)])
     assert code == 0, capsys.readouterr().err
     for task in cfg.task_names:

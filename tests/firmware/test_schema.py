@@ -50,7 +50,7 @@ HOSTILE = [
     (("input", "row_bytes"), 1 << 40, r"row_bytes'\] = \d+ is outside"),
     (("tasks", 0, "chunks", 0, "bytes"), 10 ** 12, r"\['chunks'\]\[0\]\['bytes'\]"),
     (("tasks", 0, "chunks", 0, "n"), 1.5, r"\['n'\] must be int"),
-    (("tasks", 0, "chunks"), [], r"\['chunks'\] is empty"),
+    (("tasks", 0, "chunks"), [], r"\['chunks'\] has 0 entries"),
     (("tasks", 0, "channels"), True, r"\['channels'\] must be int, not bool"),
     (("tasks", 0, "kind"), "classification", r"\['kind'\] 'classification' is not one of"),
     (("tasks", 1, "name"), "semseg", r"names are not unique"),
@@ -143,3 +143,22 @@ def test_fuzzed_metadata_is_refused_or_safe(edits):
         out = layout.decode_output(meta, task["name"], bytes(n))
         assert out.size == task["tokens"] * task["width"]
         assert math.isfinite(task["out_scale"])
+
+
+def test_sizes_beyond_the_accelerator_are_refused_before_allocation():
+    """A consistent but huge model (the layouts would ask for GiBs) is refused by the config's
+    own limits: tokens, output width per chunk."""
+    meta = make_meta()
+    meta["model"]["img_size"] = meta["input"]["image"] = [4096, 4096]
+    with pytest.raises(ImageError, match="max_tokens"):
+        _validate(meta)
+    meta = make_meta()
+    task = meta["tasks"][0]
+    task["chunks"][0]["n"] = FAKE_CFG.max_n + 1
+    with pytest.raises(ImageError, match=r"\['chunks'\]\[0\]\['n'\] = \d+ is outside"):
+        _validate(meta)
+    with pytest.raises(ImageError, match=r"meta\['macs'\] must be list"):
+        _validate({**make_meta(), "macs": 1e308})
+    with pytest.raises(ImageError, match=r"meta\['macs'\]\[1\] = 1e\+308|macs'\]\[1\] must be int"):
+        _validate({**make_meta(), "macs": [0, 1e308, 0]})
+    _validate({**make_meta(), "macs": [0, 5, 0]})

@@ -223,3 +223,14 @@ def test_uphead_shapes_and_post_split():
     assert (got == want).all()
     with pytest.raises(ValueError, match="features"):
         head.decode_features(q[:, :2], 0.01)
+
+
+def test_load_model_for_another_size_resizes_once(tmp_path, source):
+    """An original checkpoint loaded for another image size: one resize, from its grid to the
+    target's (not through the config's grid)."""
+    (obj,) = _original_files(source, 1)
+    torch.save(obj, tmp_path / "c.pth")
+    model = load_model(tmp_path / "c.pth", img_size=(64, 64), config="nano")
+    want = resize_pos_embed(source.backbone.pos_embed.data, CFG.grid, (8, 8))
+    assert torch.equal(model.backbone.pos_embed.data, want)
+    assert model.cfg.img_size == (64, 64)
