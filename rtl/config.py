@@ -22,7 +22,8 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["AccelConfig", "DEFAULT", "SMALL_TEST", "NANO", "CONFIGS", "WORD_ADDR_BITS",
-           "CONST_ROW_BITS", "TOKEN_BITS", "KN_BITS", "ROW_WORDS_BITS", "PC_BITS",
+           "CONST_ROW_BITS", "TOKEN_BITS", "KN_BITS", "ROW_WORDS_BITS", "PC_BITS", "STRIDE_BITS",
+           "QUEUE_BITS",
            "CONST_RECORD_BYTES", "LNP_RECORD_BYTES", "INSTR_BYTES", "REGISTER_SPACE_BITS"]
 
 # Instruction fields (rtl/control/isa.py) whose widths bound a config:
@@ -32,6 +33,8 @@ TOKEN_BITS = 12       # token counts and indices (m, rows, row0, lengths; CONFIG
 KN_BITS = 16          # reduction length K and output width N of a matmul
 ROW_WORDS_BITS = 8    # words per token row (row_words, BLOAD words)
 PC_BITS = 16          # instruction addresses (jump targets, PROGRAM_LEN)
+STRIDE_BITS = 12      # row strides in words (a_stride, d_stride, BLOAD stride)
+QUEUE_BITS = 16       # expert-queue entry indices (qstart)
 INSTR_BYTES = 32      # one 256-bit instruction
 # Load records (what a LOAD of CONST / LNP moves per lane or element):
 CONST_RECORD_BYTES = 8    # int32 bias, uint16 multiplier, uint8 shift, pad

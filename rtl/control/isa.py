@@ -16,7 +16,8 @@ import hashlib
 from amaranth.hdl import unsigned
 from amaranth.lib import data, enum
 
-from rtl.config import CONST_ROW_BITS, INSTR_BYTES, KN_BITS, PC_BITS, ROW_WORDS_BITS, TOKEN_BITS
+from rtl.config import (CONST_ROW_BITS, INSTR_BYTES, KN_BITS, PC_BITS, QUEUE_BITS,
+                        ROW_WORDS_BITS, STRIDE_BITS, TOKEN_BITS)
 from rtl.config import WORD_ADDR_BITS as _WA
 from rtl.control.version import ISA_VERSION
 
@@ -91,22 +92,23 @@ _LAYOUTS = {
     # gather MATMUL made (docs/program.md, "expert queue state").
     Op.MATMUL: {
         "m": _TOK, "m_from_queue": 1, "gather": 1, "m_offset": _U(8),
-        "a_addr": _U(_WA), "a_stride": _U(12), "a_signed": 1,
+        "a_addr": _U(_WA), "a_stride": _U(STRIDE_BITS), "a_signed": 1,
         "k": _KN, "n": _KN, "b_offset": _U(_WA), "const_base": _CR, "parity": 1,
         "out_bits": _U(2), "gelu": 1, "act_mult": _U(15), "act_shift": _U(6),
         "residual": 1, "scatter": 1,
-        "dest": OutDest, "d_addr": _U(_WA), "d_stride": _U(12), **DDR_FIELDS,
+        "dest": OutDest, "d_addr": _U(_WA), "d_stride": _U(STRIDE_BITS), **DDR_FIELDS,
     },
     Op.BLOAD: {
-        "src": _U(_WA), "stride": _U(12), "rows": _TOK, "words": _RW, "transpose": 1,
+        "src": _U(_WA), "stride": _U(STRIDE_BITS), "rows": _TOK, "words": _RW, "transpose": 1,
         "b_offset": _U(_WA), "parity": 1,
     },
     Op.LAYERNORM: {
-        "row0": _TOK, "rows": _TOK, "row_words": _RW, "d_addr": _U(_WA), "d_stride": _U(12),
+        "row0": _TOK, "rows": _TOK, "row_words": _RW, "d_addr": _U(_WA),
+        "d_stride": _U(STRIDE_BITS),
         "eps": _U(32),
     },
     Op.SOFTMAX: {
-        "rows": _TOK, "length": _TOK, "d_addr": _U(_WA), "d_stride": _U(12),
+        "rows": _TOK, "length": _TOK, "d_addr": _U(_WA), "d_stride": _U(STRIDE_BITS),
     },
     Op.LANES: {"aux": _U(3), "row0": _TOK, "rows": _TOK, "row_words": _RW},
     Op.WAIT: {"mask": _U(8)},
@@ -131,7 +133,7 @@ def compute_cmd_layout(cfg) -> data.StructLayout:
     return data.StructLayout({
         "instr": instr_layout(),
         "m": _TOK,                    # rows (MATMUL: the expert's queue length when m_from_queue)
-        "qstart": _U(16),             # first queue entry of the current expert
+        "qstart": _U(QUEUE_BITS),             # first queue entry of the current expert
         "b_offset": _U(_WA),          # parity applied
         "const_base": _CR,            # parity applied
         "ddr_addr": _U(cfg.axi_addr_width),

@@ -20,7 +20,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from rtl.config import AccelConfig
+from rtl.config import (AccelConfig, KN_BITS, QUEUE_BITS, STRIDE_BITS, TOKEN_BITS,
+                        WORD_ADDR_BITS)
 from rtl.datapath.scratchpad import read_signature
 
 __all__ = ["ALoader", "a_load_cycles", "a_load_layout", "queue_entry_layout"]
@@ -38,8 +39,9 @@ def queue_entry_layout(cfg: AccelConfig) -> data.StructLayout:
 
 def a_load_layout(cfg: AccelConfig) -> data.StructLayout:
     """What one A load needs: rows, reduction length, source rows, the queue slice."""
-    return data.StructLayout({"m": unsigned(12), "k": unsigned(16), "a_addr": unsigned(20),
-                              "a_stride": unsigned(12), "gather": 1, "qstart": unsigned(16)})
+    return data.StructLayout({"m": unsigned(TOKEN_BITS), "k": unsigned(KN_BITS),
+                              "a_addr": unsigned(WORD_ADDR_BITS), "a_stride": unsigned(STRIDE_BITS),
+                              "gather": 1, "qstart": unsigned(QUEUE_BITS)})
 
 
 class ALoader(wiring.Component):

@@ -11,14 +11,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.array.lanes import lane_out_layout
-from rtl.config import AccelConfig
+from rtl.config import AccelConfig, STRIDE_BITS, WORD_ADDR_BITS
 from rtl.datapath.scratchpad import write_signature
 
 __all__ = ["ActSink", "act_sink_layout"]
 
 
 def act_sink_layout(cfg: AccelConfig) -> data.StructLayout:
-    return data.StructLayout({"d_addr": unsigned(20), "d_stride": unsigned(12)})
+    return data.StructLayout({"d_addr": unsigned(WORD_ADDR_BITS),
+                              "d_stride": unsigned(STRIDE_BITS)})
 
 
 class ActSink(wiring.Component):

@@ -17,7 +17,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from rtl.config import AccelConfig
+from rtl.config import AccelConfig, ROW_WORDS_BITS, STRIDE_BITS, TOKEN_BITS, WORD_ADDR_BITS
 from rtl.datapath.scratchpad import read_signature
 
 __all__ = ["BMover", "b_move_cycles", "b_move_layout", "b_word_layout"]
@@ -38,8 +38,9 @@ def b_move_cycles(cfg: AccelConfig, rows: int, words: int, transpose: bool) -> i
 
 
 def b_move_layout(cfg: AccelConfig) -> data.StructLayout:
-    return data.StructLayout({"src": unsigned(20), "stride": unsigned(12), "rows": unsigned(12),
-                              "words": unsigned(8), "transpose": 1, "b_offset": unsigned(20)})
+    return data.StructLayout({"src": unsigned(WORD_ADDR_BITS), "stride": unsigned(STRIDE_BITS),
+                              "rows": unsigned(TOKEN_BITS), "words": unsigned(ROW_WORDS_BITS),
+                              "transpose": 1, "b_offset": unsigned(WORD_ADDR_BITS)})
 
 
 def b_word_layout(cfg: AccelConfig) -> data.StructLayout:

@@ -59,6 +59,7 @@ from rtl.units.softmax import Softmax
 
 __all__ = ["Compute"]
 
+
 class Compute(wiring.Component):
     """Everything that computes, behind one command stream.
 

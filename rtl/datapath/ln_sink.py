@@ -11,13 +11,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.array.lanes import lane_out_layout
-from rtl.config import AccelConfig
+from rtl.config import AccelConfig, ROW_WORDS_BITS
 
 __all__ = ["LnSink", "ln_sink_layout"]
 
 
 def ln_sink_layout(cfg: AccelConfig) -> data.StructLayout:
-    return data.StructLayout({"row_words": unsigned(8), "eps": unsigned(32)})
+    return data.StructLayout({"row_words": unsigned(ROW_WORDS_BITS), "eps": unsigned(32)})
 
 
 class LnSink(wiring.Component):

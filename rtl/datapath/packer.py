@@ -13,15 +13,15 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.config import AccelConfig
+from rtl.config import AccelConfig, STRIDE_BITS, TOKEN_BITS, WORD_ADDR_BITS
 from rtl.datapath.scratchpad import write_signature
 
 __all__ = ["Packer", "pack_layout", "pack_input_layout"]
 
 
 def pack_layout(cfg: AccelConfig) -> data.StructLayout:
-    return data.StructLayout({"d_addr": unsigned(20), "d_stride": unsigned(12),
-                              "rows": unsigned(12)})
+    return data.StructLayout({"d_addr": unsigned(WORD_ADDR_BITS), "d_stride": unsigned(STRIDE_BITS),
+                              "rows": unsigned(TOKEN_BITS)})
 
 
 def pack_input_layout(lanes: int) -> data.StructLayout:

@@ -12,13 +12,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.array.lanes import lane_out_layout
-from rtl.config import AccelConfig
+from rtl.config import AccelConfig, TOKEN_BITS
 
 __all__ = ["RouterSink", "router_sink_layout"]
 
 
 def router_sink_layout(cfg: AccelConfig) -> data.StructLayout:
-    return data.StructLayout({"m": unsigned(12)})
+    return data.StructLayout({"m": unsigned(TOKEN_BITS)})
 
 
 class RouterSink(wiring.Component):

@@ -12,7 +12,7 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.config import AccelConfig
+from rtl.config import AccelConfig, ROW_WORDS_BITS, TOKEN_BITS
 
 __all__ = ["RowGen", "row_gen_cycles", "row_gen_layout"]
 
@@ -23,8 +23,8 @@ def row_gen_cycles(rows: int, row_words: int) -> int:
 
 
 def row_gen_layout(cfg: AccelConfig) -> data.StructLayout:
-    return data.StructLayout({"row0": unsigned(12), "rows": unsigned(12),
-                              "row_words": unsigned(8)})
+    return data.StructLayout({"row0": unsigned(TOKEN_BITS), "rows": unsigned(TOKEN_BITS),
+                              "row_words": unsigned(ROW_WORDS_BITS)})
 
 
 class RowGen(wiring.Component):

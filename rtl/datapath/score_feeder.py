@@ -13,7 +13,7 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.config import AccelConfig
+from rtl.config import AccelConfig, TOKEN_BITS
 from rtl.datapath.scratchpad import read_signature
 
 __all__ = ["ScoreFeeder", "feed_cycles", "feed_layout", "score_word_layout"]
@@ -27,7 +27,7 @@ def feed_cycles(cfg: AccelConfig, rows: int, length: int) -> int:
 
 
 def feed_layout(cfg: AccelConfig) -> data.StructLayout:
-    return data.StructLayout({"rows": unsigned(12), "length": unsigned(12)})
+    return data.StructLayout({"rows": unsigned(TOKEN_BITS), "length": unsigned(TOKEN_BITS)})
 
 
 def score_word_layout(cfg: AccelConfig) -> data.ArrayLayout:
