@@ -99,6 +99,12 @@ def _const(name, value, width, lsb=0, doc=""):
     return Field(name, lsb, width, "const", value, doc)
 
 
+def _counter(name: str, offset: int, doc: str, inc_width: int = 1) -> Register:
+    """A 64-bit performance counter (``<name>_LO`` / ``_HI``) added to by ``inc_width`` bits."""
+    return Register(name, offset, doc, (Field("count", 0, 32, "counter"),),
+                    counter_inc_width=inc_width)
+
+
 def _address_pair(name: str, offset: int, lo_doc: str, hi_what: str,
                   cfg: AccelConfig) -> tuple[Register, Register]:
     """``<name>_LO``/``<name>_HI``: a DDR byte address split over two 32-bit registers."""
@@ -162,35 +168,22 @@ def register_map(cfg: AccelConfig = DEFAULT) -> tuple[Register, ...]:
                        cfg),
         Register("PERF_CONTROL", 0x080, "Performance counter control.",
                  (Field("clear", 0, 1, "w1p", doc="write 1: zero all performance counters"),)),
-        Register("PERF_CYCLES", 0x100, "Clock cycles since the counters were cleared.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_BUSY_CYCLES", 0x108, "Cycles with a program running.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_BYTES_MOVED", 0x110, "Bytes moved over the AXI4 masters (read + write).",
-                 (Field("count", 0, 32, "counter"),),
-                 counter_inc_width=(cfg.axi_bytes * cfg.axi_masters * 2).bit_length()),
-        Register("PERF_STALL_CYCLES", 0x118, "Cycles the compute units waited for weights.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_MATMUL_CYCLES", 0x120, "Cycles the systolic array was busy.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_LAYERNORM_CYCLES", 0x128, "Cycles spent in LayerNorm instructions.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_SOFTMAX_CYCLES", 0x130, "Cycles spent in softmax instructions.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_ROUTER_CYCLES", 0x138, "Cycles spent in gate matmuls feeding the router.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_MOVER_CYCLES", 0x140, "Cycles spent moving activations into B (BLOAD).",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_LOADER_CYCLES", 0x148, "Cycles the DDR load engine was busy.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
-        Register("PERF_READ_BYTES", 0x150, "Bytes read from DDR (program, weights, input).",
-                 (Field("count", 0, 32, "counter"),),
-                 counter_inc_width=(cfg.axi_bytes + 1).bit_length()),
-        Register("PERF_WRITE_BYTES", 0x158, "Bytes written to DDR (outputs).",
-                 (Field("count", 0, 32, "counter"),),
-                 counter_inc_width=(cfg.axi_bytes + 1).bit_length()),
-        Register("PERF_INSTRUCTIONS", 0x160, "Instructions issued.",
-                 (Field("count", 0, 32, "counter"),), counter_inc_width=1),
+        _counter("PERF_CYCLES", 0x100, "Clock cycles since the counters were cleared."),
+        _counter("PERF_BUSY_CYCLES", 0x108, "Cycles with a program running."),
+        _counter("PERF_BYTES_MOVED", 0x110, "Bytes moved over the AXI4 masters (read + write).",
+                 (cfg.axi_bytes * cfg.axi_masters * 2).bit_length()),
+        _counter("PERF_STALL_CYCLES", 0x118, "Cycles the compute units waited for weights."),
+        _counter("PERF_MATMUL_CYCLES", 0x120, "Cycles the systolic array was busy."),
+        _counter("PERF_LAYERNORM_CYCLES", 0x128, "Cycles spent in LayerNorm instructions."),
+        _counter("PERF_SOFTMAX_CYCLES", 0x130, "Cycles spent in softmax instructions."),
+        _counter("PERF_ROUTER_CYCLES", 0x138, "Cycles spent in gate matmuls feeding the router."),
+        _counter("PERF_MOVER_CYCLES", 0x140, "Cycles spent moving activations into B (BLOAD)."),
+        _counter("PERF_LOADER_CYCLES", 0x148, "Cycles the DDR load engine was busy."),
+        _counter("PERF_READ_BYTES", 0x150, "Bytes read from DDR (program, weights, input).",
+                 (cfg.axi_bytes + 1).bit_length()),
+        _counter("PERF_WRITE_BYTES", 0x158, "Bytes written to DDR (outputs).",
+                 (cfg.axi_bytes + 1).bit_length()),
+        _counter("PERF_INSTRUCTIONS", 0x160, "Instructions issued."),
     ]
     _check_map(cfg, regs)
     return tuple(regs)
