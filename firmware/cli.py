@@ -353,10 +353,10 @@ def _image_size(image: ModelImage) -> tuple[int, int]:
 
 
 def _picture_size(path: str) -> tuple[int, int] | None:
+    from golden.pictures import header
     try:
-        from PIL import Image
-        with Image.open(path) as img:
-            return img.height, img.width
+        _, (w, h), _ = header(path)
+        return h, w
     except Exception:            # load_image reports unreadable files
         return None
 

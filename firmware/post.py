@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from golden.argtypes import MAX_SIDE
+from golden.pictures import header
 
 from .errors import UsageError
 
@@ -317,21 +318,19 @@ def _load_picture(path: Path) -> np.ndarray:
     """RGB uint8 [H, W, 3]: size and mode checked from the header before decoding; pictures
     of more than 8 bits per channel are refused rather than saturated."""
     from PIL import Image, UnidentifiedImageError
-    bomb_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own cap, below
     try:
+        mode, (w, h), _ = header(path)
+        _check_side(path, h, w)
+        if mode in WIDE_MODES:
+            raise UsageError(f"{path} is a {WIDE_MODES[mode]} picture (mode {mode}); the "
+                             f"accelerator takes 8-bit RGB: convert it first (8 bits per "
+                             f"channel) rather than have it saturated")
         with Image.open(path) as img:
-            _check_side(path, img.height, img.width)
-            if img.mode in WIDE_MODES:
-                raise UsageError(f"{path} is a {WIDE_MODES[img.mode]} picture (mode {img.mode}); "
-                                 f"the accelerator takes 8-bit RGB: convert it first (8 bits per "
-                                 f"channel) rather than have it saturated")
             return np.asarray(img.convert("RGB"))   # grey, palette, alpha: converted explicitly
     except UsageError:
         raise
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise UsageError(f"cannot read image {path}: {exc}") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = bomb_limit
 
 
 def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

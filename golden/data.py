@@ -23,7 +23,6 @@ import argparse
 import colorsys
 import math
 import struct
-import warnings
 import zlib
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from PIL import Image
 
 from .argtypes import nonneg_int, out_dir, positive_int
 from .config import SCENE_CLASSES
+from .pictures import header
 
 __all__ = ["render_scene", "SceneDataset", "FolderDataset", "export_folder", "MAX_DEPTH",
            "IGNORE_INDEX", "MAX_PICTURE_SIDE"]
@@ -282,13 +282,7 @@ def _mode(mode: str) -> str:
 def _probe(path: Path) -> tuple[str, tuple[int, int], str | None]:
     """(mode, (width, height), format) from the header only; refuses oversized pictures."""
     try:
-        with warnings.catch_warnings():  # Pillow warns above 89 Mpx; refused below anyway
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:  # lazy: reads the header, decodes nothing
-                mode, size, fmt = img.mode, img.size, img.format
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"{path}: picture too large to open ({exc}); at most "
-                         f"{MAX_PICTURE_SIDE}x{MAX_PICTURE_SIDE} pixels are accepted") from None
+        mode, size, fmt = header(path)  # decodes nothing; Pillow's bomb limit is ours below
     except _DECODE_ERRORS as exc:
         raise ValueError(f"{path}: not a readable picture ({exc})") from None
     w, h = size

@@ -243,14 +243,15 @@ def test_board_load_persists(capsys, files, monkeypatch):
 
 def test_board_side_imports_no_torch_or_amaranth():
     """What runs on the board imports neither torch nor amaranth (nor matplotlib, tqdm), and of
-    golden only the numpy-only integer ops (the input patch layout is defined there) and the
-    standard-library argument types every CLI shares."""
+    golden only the numpy-only integer ops (the input patch layout is defined there), the
+    standard-library argument types every CLI shares and the Pillow-only picture-header reader."""
     code = ("import sys, firmware.cli, firmware.driver, firmware.scheduler, firmware.post, "
             "firmware.image, firmware.layout, firmware.addrmap, firmware.backends.board, "
             "firmware.backends.sim\n"
             "bad = [m for m in ('torch', 'amaranth', 'matplotlib', 'tqdm') if m in sys.modules]\n"
             "bad += [m for m in sys.modules if m.startswith('golden') and "
-            "m not in ('golden', 'golden.argtypes', 'golden.quant', 'golden.quant.ops')]\n"
+            "m not in ('golden', 'golden.argtypes', 'golden.pictures', 'golden.quant', "
+            "'golden.quant.ops')]\n"
             "print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
