@@ -5,7 +5,12 @@
     python benchmarks/frame_report.py --config nano         # nano on its 4x4 config (~1 min)
     python benchmarks/frame_report.py --json out/report.json
 
-For each task (run back to back on the same random image, through the firmware driver) it checks
+Weights: the config's shipped trained checkpoint (``nano``, ``tiny``) and a held-out procedural
+scene as input (``--scene N``), so routing and expert loads are the trained model's;
+``--random-weights`` gives the seeded random-weight model on a random image (``--seed``), the
+model of the figures quoted before a trained ``tiny`` shipped.
+
+For each task (run back to back on the same image, through the firmware driver) it checks
 the output against the integer reference bit for bit and prints: cycles per layer (sequencer
 timeline: from a layer's first instruction issue to the next layer's), cycles per unit (the
 performance counters), matrix-engine utilisation (useful MACs / (cycles x R x C), expert MACs from
@@ -85,7 +90,10 @@ def run(args) -> dict:
     from rtl.sim.accel_sim import AcceleratorSim
     from rtl.sim.models import int_model_for
 
-    model = int_model_for(args.config)
+    from golden.checkpoint import shipped_checkpoint
+
+    checkpoint = None if args.random_weights else shipped_checkpoint(args.config)
+    model = int_model_for(args.config, random_weights=args.random_weights)
     accel_name = args.accel or (args.config if args.config in CONFIGS else "default")
     cfg = CONFIGS[accel_name]
     compiled = compile_model(model, cfg)
@@ -103,12 +111,19 @@ def run(args) -> dict:
     driver.load(image)
     build_s = time.time() - t0
     h, w = model.cfg.img_size
-    pixels = np.random.default_rng(args.seed).integers(0, 256, (3, h, w), dtype=np.uint8)
+    if checkpoint is not None:
+        from firmware.cli import scene_pixels
+        pixels = scene_pixels(args.scene, (h, w))
+        weights, source = str(checkpoint), f"held-out scene {args.scene}"
+    else:
+        pixels = np.random.default_rng(args.seed).integers(0, 256, (3, h, w), dtype=np.uint8)
+        weights, source = "random (seed 0)", f"random pixels (seed {args.seed})"
     tasks = args.task or list(model.cfg.task_names)
     R, C = cfg.array_rows, cfg.array_cols
 
     clock = args.clock_mhz or cfg.clock_mhz
-    report = {"model": args.config, "accel": accel_name, "simulator": args.sim,
+    report = {"model": args.config, "weights": weights, "input": source,
+              "accel": accel_name, "simulator": args.sim,
               "harness": sim.harness, "array": [R, C], "clock_mhz_report": clock,
               "clock_is_config": args.clock_mhz is None or args.clock_mhz == cfg.clock_mhz,
               "build_or_load_s": round(build_s, 1), "frames": []}
@@ -164,7 +179,8 @@ def run(args) -> dict:
 
 def print_report(r: dict) -> None:
     R, C = r["array"]
-    print(f"\n{r['model']} on accelerator '{r['accel']}' ({R}x{C} array), {r['simulator']}")
+    print(f"\n{r['model']} on accelerator '{r['accel']}' ({R}x{C} array), {r['simulator']}; "
+          f"weights {r['weights']}, input {r['input']}")
     frames = r["frames"]
     print("\ncycles per layer (sequencer timeline)")
     keys = list(OrderedDict.fromkeys(k for f in frames for k in f["layers"]))
@@ -215,7 +231,13 @@ def main(argv=None) -> int:
                    help="where the DDR/AXI models run (default: compiled on Verilator; python "
                         "samples every cycle from Python, ~5x slower)")
     p.add_argument("--task", action="append", help="task (repeat; default: every task)")
-    p.add_argument("--seed", type=nonneg_int, default=1, help="random input image seed")
+    p.add_argument("--random-weights", action="store_true",
+                   help="seeded random weights on a random image instead of the shipped trained "
+                        "checkpoint on a held-out scene (the model of the earlier figures)")
+    p.add_argument("--scene", type=nonneg_int, default=0,
+                   help="held-out scene used as input with trained weights (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=1,
+                   help="random input image seed (random weights, or no checkpoint ships)")
     p.add_argument("--clock-mhz", type=positive_float, default=None,
                    help="clock for the reported frame times (default: the accelerator "
                         "config's clock_mhz)")

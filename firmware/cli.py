@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="end-to-end demo: compile a model, run both tasks on a "
                        "generated scene through the simulated accelerator, save pictures",
                        description="Compile a model into a model image (nano: the shipped "
-                       "trained checkpoint on its 4x4 accelerator; tiny: random weights on the "
-                       "default ZCU104 config), then 'run --backend sim --task all --scene N' "
+                       "trained checkpoint on its 4x4 accelerator; tiny: the shipped trained "
+                       "checkpoint on the default ZCU104 config), then 'run --backend sim --task all --scene N' "
                        "with it (off-board: needs the rtl/ and golden/ packages). tiny: ~3 min "
                        "once to build the Verilator model, ~50 s per frame.", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -309,16 +309,27 @@ def _attach_state(args, accel) -> None:
     _note(f"using the model loaded from {model.source or '?'} (state {path})")
 
 
-def _scene_pixels(index: int, size: tuple[int, int]) -> np.ndarray:
+def _held_out_scene(index: int, size: tuple[int, int]):
     try:
         from golden.data import render_scene
         from golden.eval import HELD_OUT_SEED
-        from golden.quant.ptq import pixels_from_image
     except ImportError as exc:
         raise UsageError(f"--scene needs the golden package and torch ({exc}); pass image "
                          f"files instead") from None
-    image, _, _ = render_scene(HELD_OUT_SEED, index, size)
+    return render_scene(HELD_OUT_SEED, index, size)
+
+
+def scene_pixels(index: int, size: tuple[int, int]) -> np.ndarray:
+    """Held-out procedural scene ``index`` at ``size`` = (H, W) as the accelerator's uint8 pixels."""
+    from golden.quant.ptq import pixels_from_image
+    image, _, _ = _held_out_scene(index, size)
     return pixels_from_image(image).astype(np.uint8)
+
+
+def scene_truth(index: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Ground truth of held-out scene ``index``: ``{"semseg": classes, "depth": metres}``."""
+    _, label, depth = _held_out_scene(index, size)
+    return {"semseg": label, "depth": depth}
 
 
 def _inputs(args, size: tuple[int, int]) -> list[tuple[str, np.ndarray, tuple[int, int] | None]]:
@@ -334,7 +345,7 @@ def _inputs(args, size: tuple[int, int]) -> list[tuple[str, np.ndarray, tuple[in
         pixels = load_image(path, (h, w), resize=getattr(args, "resize", False))
         out.append((Path(path).stem, pixels, original if original != (h, w) else None))
     for n in args.scene:
-        out.append((f"scene{n}", _scene_pixels(n, (h, w)), None))
+        out.append((f"scene{n}", scene_pixels(n, (h, w)), None))
     unique = []
     for stem, pixels, original in out:
         s, k = stem, 1
@@ -481,6 +492,20 @@ def _upheads(args, meta: dict, tasks: list[str]) -> dict:
     return {t: model.decoders[t] for t in need}
 
 
+def _add_truth(args, inputs, meta, tasks, pictures) -> None:
+    """Put each --scene input's ground truth after its task's prediction in the panel."""
+    from .post import colorize, task_spec
+    scenes = inputs[len(inputs) - len(args.scene):] if args.scene else []
+    for (stem, pixels, _), n in zip(scenes, args.scene):
+        truth = scene_truth(n, pixels.shape[1:])
+        row = []
+        for title, picture in pictures.get(stem, []):
+            row.append((title, picture))
+            if title in truth and title in tasks:
+                row.append((f"{title} truth", colorize(task_spec(meta, title), truth[title])))
+        pictures[stem] = row
+
+
 def cmd_run(args) -> int:
     from .post import save_outputs, save_panel, task_spec, uphead_output
     from .scheduler import Scheduler
@@ -526,6 +551,7 @@ def cmd_run(args) -> int:
                 sched.submit(pixels, t, stem)
         report = sched.run()
         if not args.no_panel:
+            _add_truth(args, inputs, meta, tasks, pictures)
             for stem, pixels, _ in inputs:
                 panel = save_panel(out / f"{stem}_panel.png", pixels, pictures.get(stem, []))
                 written.append(str(panel))
@@ -601,10 +627,10 @@ def cmd_demo(args) -> int:
     compiled.image.save(path)
     print(f"compiled the {args.config} model: {path} ({len(compiled.listing)} instructions, "
           f"{len(compiled.image.data):,} data bytes)", flush=True)
-    if args.config != "nano":
+    from golden.checkpoint import shipped_checkpoint
+    if shipped_checkpoint(args.config) is None:
         print(f"note: {args.config} runs with seeded random weights (no trained checkpoint "
-              "ships yet): its pictures show the accelerator's bits, not a prediction",
-              flush=True)
+              "ships): its pictures show the accelerator's bits, not a prediction", flush=True)
     argv = ["run", "--backend", "sim", "--sim", args.sim, "--model", str(path), "--task", "all",
             "--scene", str(args.scene), "--out", str(out)]
     if args.progress is not None:

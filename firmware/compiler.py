@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="model config (default: nano)")
     ap.add_argument("--int-model", type=Path,
                     help="integer model .npz (python -m golden.quant quantize); default: the "
-                         "shipped nano checkpoint quantised, or random weights for other configs")
+                         "config's shipped checkpoint quantised (nano, tiny), else random weights")
     ap.add_argument("--accel", default=None, choices=sorted(CONFIGS),
                     help="accelerator config (default: the one named like the model, else "
                          "'default')")

@@ -219,11 +219,14 @@ def save_outputs(out_dir: str | Path, stem: str, spec: dict, output: np.ndarray,
 
 
 def save_panel(path: str | Path, pixels: np.ndarray, pictures: list[tuple[str, np.ndarray]],
-               scale: int = 4) -> Path:
-    """The input beside each task's picture in one PNG (:func:`golden.visualize.save_panel`)."""
+               scale: int | None = None) -> Path:
+    """The input beside each task's picture in one PNG (:func:`golden.visualize.save_panel`);
+    tiles enlarged ``scale`` times (default: to about 256 pixels on the longer side, at least 1)."""
     from golden.visualize import save_panel as _save_panel
     tiles = [("input", np.asarray(pixels, np.uint8).transpose(1, 2, 0))]
     size = tiles[0][1].shape[:2]
+    if scale is None:
+        scale = max(1, round(256 / max(size)))
     for title, pic in pictures:
         if pic.shape[:2] != size:
             pic = upsample(pic.transpose(2, 0, 1), size, "nearest").transpose(1, 2, 0)

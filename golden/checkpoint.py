@@ -14,30 +14,57 @@ from .model import M3ViT, load_state_dict_resized
 from .original import first_line, import_original, looks_like_ours
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "DEFAULT_CHECKPOINTS",
-           "default_checkpoint"]
+           "default_checkpoint", "shipped_checkpoint", "file_digest"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-DEFAULT_CHECKPOINTS = {"nano": CHECKPOINT_DIR / "nano.pt"}
+DEFAULT_CHECKPOINTS = {"nano": CHECKPOINT_DIR / "nano.pt", "tiny": CHECKPOINT_DIR / "tiny.pt"}
+"""The trained checkpoints the repository ships, by config (commands default to them)."""
 FORMAT_VERSION = 1
 
 
+def shipped_checkpoint(config: str) -> Path | None:
+    """The checkpoint shipped for ``config``, or None when none ships (random weights then)."""
+    path = DEFAULT_CHECKPOINTS.get(config)
+    return path if path is not None and path.is_file() else None
+
+
 def default_checkpoint(config: str) -> Path:
-    """The checkpoint shipped in the repository for ``config``."""
-    try:
-        return DEFAULT_CHECKPOINTS[config]
-    except KeyError:
+    """The checkpoint shipped in the repository for ``config``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If none ships for ``config`` (the message says how to train one).
+    """
+    path = shipped_checkpoint(config)
+    if path is None:
+        have = [name for name in DEFAULT_CHECKPOINTS if shipped_checkpoint(name)]
         raise FileNotFoundError(f"no checkpoint ships for config {config!r} (only for "
-                                f"{', '.join(DEFAULT_CHECKPOINTS)}); train one with "
-                                f"python -m golden.train --config {config}") from None
+                                f"{', '.join(have) or 'none'}); train one with "
+                                f"python -m golden.train --config {config}")
+    return path
 
 
-def save_checkpoint(path: str | Path, model: M3ViT, **extra) -> None:
-    """Write ``{format, config, state_dict, **extra}`` atomically (a crash never leaves half a file)."""
+def file_digest(path: str | Path, length: int = 12) -> str:
+    """The first ``length`` hex digits of a file's SHA-256 (cache keys of derived models)."""
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:length]
+
+
+def save_checkpoint(path: str | Path, model: M3ViT, *, half: bool = False, **extra) -> None:
+    """Write ``{format, config, state_dict, **extra}`` atomically (a crash never leaves half a file).
+
+    With ``half`` the floating-point tensors are stored as float16 (half the file; loading
+    widens them back to float32, so every consumer sees the same fp16-rounded weights)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT_VERSION, "config": model.cfg.to_dict(),
-                "state_dict": model.state_dict(), **extra}, tmp)
+    state = model.state_dict()
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"format": FORMAT_VERSION, "config": model.cfg.to_dict(), "state_dict": state,
+                "storage_dtype": "float16" if half else "float32", **extra}, tmp)
     tmp.replace(path)
 
 

@@ -12,8 +12,9 @@ and the parameters a single-task inference touches (shared weights + that task's
 that received tokens + that head) against all parameters. It also prints the per-layer expert-load
 histograms (tokens per expert) and can plot them (``--plot DIR``).
 
-Weights are random unless ``--checkpoint`` is given; the input is a procedural scene at the
-config's image size. Routing, and so the set of touched experts, depends on weights and input;
+Weights are the config's shipped checkpoint (``nano``, ``tiny``) unless ``--checkpoint`` or
+``--random`` is given, random (seeded) for configs without one; the input is a procedural scene at
+the config's image size. Routing, and so the set of touched experts, depends on weights and input;
 MACs of a top-k MoE do not (every token visits exactly k experts).
 """
 
@@ -28,7 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .argtypes import nonneg_int, out_dir
-from .checkpoint import load_model
+from .checkpoint import load_model, shipped_checkpoint
 from .config import config_names, get_config
 from .data import render_scene
 from .model import M3ViT
@@ -91,12 +92,14 @@ def measure(model: M3ViT, image: torch.Tensor) -> list[TaskCost]:
     """Costs of every task of ``model`` on one image [1, 3, H, W]."""
     model.eval()
     cfg = model.cfg
-    dense_all, _ = count_macs(lambda: model(image))
+    with model.dense_moe():
+        dense_all, _ = count_macs(lambda: model(image))
     params_total = sum(p.numel() for p in model.parameters())
     out = []
     for task in cfg.task_names:
         sparse, parts = count_macs(lambda: model.infer(image, task))
-        dense_single, _ = count_macs(lambda: model(image, tasks=[task]))
+        with model.dense_moe():
+            dense_single, _ = count_macs(lambda: model(image, tasks=[task]))
         _, routings = model.infer(image, task, return_routing=True)
         loads = [r.load(cfg.experts).tolist() for r in routings]
         out.append(TaskCost(cfg.name, task, sparse, parts, dense_single, dense_all, params_total,
@@ -161,19 +164,25 @@ def main(argv=None) -> int:
                                      description="MACs and parameters: per-task sparse vs dense.")
     parser.add_argument("--config", nargs="+", default=["tiny", "small"], choices=config_names(),
                         help="configs to measure (default: tiny small)")
-    parser.add_argument("--checkpoint", help="use trained weights (only with a single --config)")
+    parser.add_argument("--checkpoint", help="use these trained weights (only with a single "
+                        "--config; default: the config's shipped checkpoint, if one ships)")
+    parser.add_argument("--random", action="store_true",
+                        help="seeded random weights even where a checkpoint ships")
     parser.add_argument("--seed", type=nonneg_int, default=0, help="weight-init and scene seed")
     parser.add_argument("--plot", type=out_dir, help="folder for expert-load histogram PNGs")
     parser.add_argument("--no-histograms", action="store_true", help="skip the text histograms")
     args = parser.parse_args(argv)
     if args.checkpoint and len(args.config) != 1:
         parser.error("--checkpoint needs exactly one --config")
+    if args.checkpoint and args.random:
+        parser.error("--checkpoint and --random exclude each other")
 
     all_costs = []
     for name in args.config:
         torch.manual_seed(args.seed)
+        path = args.checkpoint or (None if args.random else shipped_checkpoint(name))
         try:
-            model = load_model(args.checkpoint) if args.checkpoint else M3ViT(get_config(name))
+            model = load_model(path) if path else M3ViT(get_config(name))
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -182,8 +191,9 @@ def main(argv=None) -> int:
                   f"{name!r}", file=sys.stderr)
             return 2
         image = torch.from_numpy(render_scene(args.seed, 0, model.cfg.img_size)[0])[None]
+        weights = f"weights {path}" if path else f"random weights (seed {args.seed})"
         print(f"measuring {name} ({model.cfg.img_size[0]}x{model.cfg.img_size[1]}, "
-              f"{model.cfg.num_tokens} tokens) ...", file=sys.stderr)
+              f"{model.cfg.num_tokens} tokens, {weights}) ...", file=sys.stderr)
         costs = measure(model, image)
         all_costs += costs
         if not args.no_histograms:

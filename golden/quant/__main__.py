@@ -18,7 +18,7 @@ import sys
 import torch
 
 from ..argtypes import nonneg_int, out_file, positive_int
-from ..checkpoint import DEFAULT_CHECKPOINTS, load_model
+from ..checkpoint import load_model, shipped_checkpoint
 from ..config import config_names, get_config
 from ..data import SceneDataset
 from ..eval import HELD_OUT_SEED, TRAIN_SEED
@@ -32,8 +32,9 @@ from .ptq import quantize_model
 def _float_model(args) -> tuple[M3ViT, str]:
     if args.checkpoint:
         return load_model(args.checkpoint), args.checkpoint
-    if args.config in DEFAULT_CHECKPOINTS and not args.random:
-        return load_model(DEFAULT_CHECKPOINTS[args.config]), str(DEFAULT_CHECKPOINTS[args.config])
+    shipped = shipped_checkpoint(args.config)
+    if shipped is not None and not args.random:
+        return load_model(shipped), str(shipped)
     torch.manual_seed(args.seed)
     return M3ViT(get_config(args.config)).eval(), f"random weights (seed {args.seed})"
 
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
 
     def model_args(p):
         p.add_argument("--config", default="nano", choices=config_names(),
-                       help="model config (default nano: the shipped checkpoint)")
+                       help="model config (default nano; nano and tiny: their shipped checkpoints)")
         p.add_argument("--checkpoint", help="float checkpoint (default: shipped one, else random)")
         p.add_argument("--random", action="store_true", help="random weights even if one ships")
         p.add_argument("--seed", type=nonneg_int, default=0, help="seed for random weights")

@@ -79,7 +79,7 @@ def compare(model: M3ViT, int_model: IntM3ViT, images: torch.Tensor,
                 is_ = np.sort(ir.indices, -1)
                 st.topk_match[layer] += (fs == is_).all(-1).sum()
             st.tokens += cfg.num_tokens
-            i_pred = int_model.predict(pixels, task)
+            i_pred = int_model.prediction(task, int_model.head_output(task, r))
             f_pred = M3ViT.predictions(st.kind, f_out)[0].numpy()
             if st.kind == "segmentation":
                 st.pred_agreement.append(float((i_pred == f_pred).mean()))

@@ -264,19 +264,26 @@ class IntM3ViT:
         """One frame, one task: int16 head outputs [C, H, W] (real value = q * out_scale)."""
         name = task if isinstance(task, str) else self.cfg.task_names[task]
         r, routings = self.encode(pixels, name, order)
-        head = self.heads[name]
+        out = self.head_output(name, r)
+        return (out, routings) if return_routing else out
+
+    def head_output(self, task: str, r: np.ndarray) -> np.ndarray:
+        """Task ``task``'s head on the encoder's residual stream ``r`` [1+P, D] → [C, H, W]
+        (an up-head: its features [D, gh, gw])."""
+        head = self.heads[task]
         out = head(r[1:])
         gh, gw = self.cfg.grid
         if head.kind == "uphead":  # [D, gh, gw] features for the PS's up-head
-            out = out.reshape(gh, gw, -1).transpose(2, 0, 1)
-        else:
-            p, c = self.cfg.patch_size, self.cfg.task(name).channels
-            out = out.reshape(gh, gw, c, p, p).transpose(2, 0, 3, 1, 4).reshape(c, gh * p, gw * p)
-        return (out, routings) if return_routing else out
+            return out.reshape(gh, gw, -1).transpose(2, 0, 1)
+        p, c = self.cfg.patch_size, self.cfg.task(task).channels
+        return out.reshape(gh, gw, c, p, p).transpose(2, 0, 3, 1, 4).reshape(c, gh * p, gw * p)
 
     def predict(self, pixels: np.ndarray, task: str) -> np.ndarray:
         """Class map (lowest class wins ties) or real-valued map, as the PS post-processes."""
-        out = self.infer(pixels, task)
+        return self.prediction(task, self.infer(pixels, task))
+
+    def prediction(self, task: str, out: np.ndarray) -> np.ndarray:
+        """:meth:`predict` from a head output already computed."""
         if self.heads[task].kind == "uphead":
             out = self.uphead_output(task, out)
             if self.cfg.task(task).kind == "segmentation":

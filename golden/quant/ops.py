@@ -103,7 +103,9 @@ def matmul(a, b, bias=None, a_signed: bool = True) -> np.ndarray:
         raise ValueError(f"operand a outside {lo}..{hi}")
     if b.size and (b.min() < -128 or b.max() > 127):
         raise ValueError("operand b outside -128..127")
-    acc = a @ b
+    # Exact in float64 (BLAS speed): every partial sum is an integer of magnitude
+    # < K * 255 * 128 < 2**31, far below the 2**53 up to which doubles are exact integers.
+    acc = (a.astype(np.float64) @ b.astype(np.float64)).astype(_I64)
     if bias is not None:
         acc = acc + _as_int(bias, "bias")
     if acc.size and (acc.min() < -(1 << 31) or acc.max() >= (1 << 31)):

@@ -1,7 +1,9 @@
 """Integer models for simulation and compilation, built once and cached.
 
-``nano`` uses the shipped trained checkpoint; configs without a checkpoint use seeded random
-weights (what matters for the hardware is that every bit agrees, not accuracy). Calibration uses
+``nano`` and ``tiny`` use their shipped trained checkpoints (``random_weights=True``: seeded
+random weights instead, the old figures' model); configs without a checkpoint use seeded random
+weights (what matters for the hardware is that every bit agrees, not accuracy). A trained model's
+cache entry is keyed by the checkpoint file's SHA-256, so a new checkpoint is never served stale. Calibration uses
 the training scenes, as ``python -m golden.quant quantize`` does.
 """
 
@@ -24,26 +26,29 @@ def cache_dir() -> Path:
     return root
 
 
-def int_model_for(config: str, *, calib: int = 8, seed: int = 0) -> IntM3ViT:
-    """The integer model of ``config`` (cached under :func:`cache_dir`)."""
+def int_model_for(config: str, *, calib: int = 8, seed: int = 0,
+                  random_weights: bool = False) -> IntM3ViT:
+    """The integer model of ``config`` (cached under :func:`cache_dir`): its shipped checkpoint
+    quantised, or seeded random weights (``random_weights``, or no checkpoint ships)."""
     import torch
 
-    from golden.checkpoint import DEFAULT_CHECKPOINTS, load_model
+    from golden.checkpoint import file_digest, load_model, shipped_checkpoint
     from golden.config import get_config
     from golden.data import SceneDataset
     from golden.eval import TRAIN_SEED
     from golden.model import M3ViT
     from golden.quant.ptq import quantize_model
 
-    trained = config in DEFAULT_CHECKPOINTS
-    path = cache_dir() / f"{config}-{'trained' if trained else f'random{seed}'}-c{calib}.npz"
+    checkpoint = None if random_weights else shipped_checkpoint(config)
+    source = f"trained-{file_digest(checkpoint)}" if checkpoint else f"random{seed}"
+    path = cache_dir() / f"{config}-{source}-c{calib}.npz"
     if path.is_file():
         try:
             return IntM3ViT.load(path)
         except ValueError:
             path.unlink()
-    if trained:
-        model = load_model(DEFAULT_CHECKPOINTS[config])
+    if checkpoint:
+        model = load_model(checkpoint)
     else:
         torch.manual_seed(seed)
         model = M3ViT(get_config(config)).eval()

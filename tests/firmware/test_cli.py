@@ -284,3 +284,24 @@ def test_image_without_layout(capsys, files, fake_sim):
     code, _, err = run(capsys, "run", "--backend", "sim", "--model", str(d / "nolayout.m3vimg"),
                        "--task", "a", str(d / "frame.npy"))
     assert code == 3 and "meta['array'] is missing" in err  # refused at load, by the schema
+
+
+def test_scene_panels_put_each_tasks_ground_truth_after_its_prediction():
+    """--scene inputs: the panel row is input | semseg | semseg truth | depth | depth truth."""
+    import argparse
+
+    from firmware import cli
+    from firmware.post import colorize
+    meta = {"tasks": [{"name": "semseg", "kind": "segmentation", "channels": 6},
+                      {"name": "depth", "kind": "regression", "channels": 1}]}
+    size = (32, 64)
+    pixels = cli.scene_pixels(3, size)
+    inputs = [("photo", pixels, None), ("scene3", pixels, None)]
+    pred = np.zeros((*size, 3), np.uint8)
+    pictures = {"photo": [("semseg", pred)], "scene3": [("semseg", pred), ("depth", pred)]}
+    cli._add_truth(argparse.Namespace(scene=[3]), inputs, meta, ["semseg", "depth"], pictures)
+    assert [t for t, _ in pictures["photo"]] == ["semseg"]  # a file input has no ground truth
+    assert [t for t, _ in pictures["scene3"]] == ["semseg", "semseg truth", "depth", "depth truth"]
+    truth = cli.scene_truth(3, size)
+    assert np.array_equal(pictures["scene3"][1][1], colorize(meta["tasks"][0], truth["semseg"]))
+    assert np.array_equal(pictures["scene3"][3][1], colorize(meta["tasks"][1], truth["depth"]))

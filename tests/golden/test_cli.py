@@ -55,8 +55,8 @@ def test_eval_on_a_folder_and_dense_path_match(tmp_path, capsys):
 def test_eval_missing_checkpoint_is_an_error(tmp_path, capsys):
     assert golden_eval.main(["--checkpoint", str(tmp_path / "x.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert golden_eval.main(["--config", "tiny"]) == 2
-    assert "no checkpoint ships for config 'tiny'" in capsys.readouterr().err
+    assert golden_eval.main(["--config", "small"]) == 2
+    assert "no checkpoint ships for config 'small'" in capsys.readouterr().err
 
 
 def test_demo_writes_pictures_and_prints_macs(tmp_path, capsys):

@@ -4,6 +4,7 @@ import torch
 from golden.config import get_config
 from golden.model import (M3ViT, MoEMlp, load_state_dict_resized, resize_pos_embed,
                           top_k_routing)
+from golden.train import task_loss
 
 
 def _first_mismatch(a: torch.Tensor, b: torch.Tensor, atol: float) -> str:
@@ -52,11 +53,11 @@ def test_full_size_configs_run_once_at_batch_1(name):
 
 
 @pytest.mark.parametrize("gate_type", ["multi", "shared"])
-def test_training_and_sparse_paths_agree_for_every_task(gate_type):
+def test_dense_and_sparse_paths_agree_for_every_task(gate_type):
     cfg = get_config("nano", gate_type=gate_type)
     model = M3ViT(cfg).eval()
     x = torch.rand(3, 3, *cfg.img_size)
-    with torch.no_grad():
+    with torch.no_grad(), model.dense_moe():
         dense = model(x)
     for task in cfg.task_names:
         sparse = model.infer(x, task)
@@ -82,7 +83,40 @@ def test_sparse_path_skips_empty_experts_and_matches_per_expert_queues():
         moe.experts.expert = original
         assert calls == [(0, 40), (2, 40)]
         assert routing.load(cfg.experts).tolist() == [40, 0, 40, 0]
-        assert torch.allclose(out, moe(x, 0), atol=1e-6)
+        assert torch.allclose(out, moe.forward_dense(x, 0), atol=1e-6)
+
+
+def _loss_and_grads(model, x, y, seed):
+    torch.manual_seed(seed)  # the same gate noise on both paths
+    out = model(x)
+    loss = sum(task_loss(t.kind, out[t.name], y[t.name]) for t in model.cfg.tasks)
+    loss = loss + model.aux_loss()
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                           if p.grad is not None}
+
+
+@pytest.mark.parametrize("gate_type", ["multi", "shared"])
+def test_sparse_training_has_the_dense_paths_loss_and_gradients(gate_type):
+    """Training runs each token through its top-k experts only; loss and every gradient (gates
+    with their noise and balancing loss, experts, the rest) equal the dense path's."""
+    cfg = get_config("nano", gate_type=gate_type)
+    torch.manual_seed(3)
+    model = M3ViT(cfg).train()
+    x = torch.rand(4, 3, *cfg.img_size)
+    y = {"semseg": torch.randint(0, cfg.tasks[0].channels, (4, *cfg.img_size)),
+         "depth": torch.rand(4, *cfg.img_size) * 10}
+    sparse_loss, sparse = _loss_and_grads(model, x, y, seed=11)
+    with model.dense_moe():
+        dense_loss, dense = _loss_and_grads(model, x, y, seed=11)
+    assert torch.allclose(sparse_loss, dense_loss, rtol=1e-5, atol=1e-6)
+    assert sparse.keys() == dense.keys()
+    expert_grads = [n for n in dense if ".experts." in n]
+    assert expert_grads and any(".gate" in n for n in dense)
+    for name in dense:
+        assert torch.allclose(sparse[name], dense[name], rtol=1e-4, atol=1e-6), \
+            f"{name}: " + _first_mismatch(sparse[name], dense[name], 1e-6)
 
 
 def test_top_k_ties_lower_index_wins_and_no_renormalisation():

@@ -269,7 +269,7 @@ def test_interrupted_build_removes_its_work_folder(tmp_path, monkeypatch):
     the build ends; a later build into the same folder removes what a killed one left."""
     seen = {}
 
-    def yosys(path, log, top):
+    def yosys(path, log, top, **kw):
         tmp = os.environ["TMPDIR"]
         seen["tmp"] = tmp
         abc = os.path.join(tmp, "yowasp_x", "yosys-abc-1")
@@ -309,7 +309,7 @@ def test_terminated_cli_build_cleans_up(tmp_path):
     script = (
         "import os, sys, time\n"
         "import platform.estimate as est\n"
-        "def slow(path, log, top):\n"
+        "def slow(path, log, top, **kw):\n"
         "    os.makedirs(os.path.join(os.environ['TMPDIR'], 'yowasp_z'))\n"
         "    print('estimating', flush=True)\n"
         "    time.sleep(60)\n"
@@ -344,11 +344,21 @@ def _slow_cli(tmp_path, config):
     assert res.returncode == EXIT_OK, res.stderr
     data = json.loads((tmp_path / "resources.json").read_text())
     assert set(XCZU7EV) <= set(data["used"])
+    # the logic-depth report from the same Yosys run (tests/platform/test_timing.py)
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert timing["worst_logic_levels"] == data["timing"]["worst_logic_levels"] >= 1
+    assert 0 < data["timing"]["estimated_fmax_mhz"] == timing["estimated_fmax_mhz"]
+    assert timing["paths"][0]["start"].startswith("accel.") and timing["loops"]["nodes"] == 0
+    assert timing["unknown_cell_types"] == {} and list(timing["domains"]) == ["clk"]
+    assert "Logic depth (platform.timing" in res.stdout
+    assert "Worst register-to-register path" in (tmp_path / "timing.txt").read_text()
+    assert not (tmp_path / pbuild.NETLIST).exists()
     return data
 
 
 @pytest.mark.slow
 def test_nano_estimate_real_accelerator(tmp_path):
+    """Also the acceptance run of the timing report on the real accelerator."""
     data = _slow_cli(tmp_path, REAL)
     assert data["fits"] is True
 
