@@ -47,11 +47,13 @@ def _check_targets(model: M3ViT, targets: dict) -> None:
 
 @torch.no_grad()
 def evaluate(model: M3ViT, images: torch.Tensor, targets: dict[str, torch.Tensor],
-             batch_size: int = 64, sparse: bool = True, progress: bool = False) -> dict:
+             batch_size: int = 64, sparse: bool = True, progress: bool = False,
+             loads: dict | None = None) -> dict:
     """Metrics per task over ``images`` [N, 3, H, W] with ``targets[task]`` [N, H, W].
 
     ``sparse`` selects the per-task sparse path (:meth:`M3ViT.infer`); otherwise every expert runs
-    on every token (:meth:`M3ViT.dense_moe`).
+    on every token (:meth:`M3ViT.dense_moe`). With ``sparse``, a ``loads`` dict is filled with
+    :func:`expert_loads`' result from the same inference passes.
     """
     _check_targets(model, targets)
     model.eval()
@@ -62,14 +64,27 @@ def evaluate(model: M3ViT, images: torch.Tensor, targets: dict[str, torch.Tensor
     for s in starts:
         x = images[s : s + batch_size]
         if sparse:
-            outs = {t: model.infer(x, t) for t in model.cfg.task_names}
+            outs = {}
+            for t in model.cfg.task_names:
+                outs[t], routings = model.infer(x, t, return_routing=True)
+                if loads is not None:
+                    loads.setdefault(t, []).append(_frame_loads(routings, len(x), model.cfg.experts))
         else:
             with model.dense_moe():
                 outs = model(x)
         for task in model.cfg.tasks:
             pred = M3ViT.predictions(task.kind, outs[task.name])
             meters[task.name].update(pred, targets[task.name][s : s + batch_size])
+    if loads is not None:
+        loads.update({t: torch.cat(per) for t, per in loads.items()})
     return {name: m.summary() for name, m in meters.items()}
+
+
+def _frame_loads(routings, frames: int, experts: int) -> torch.Tensor:
+    """Tokens per expert [frames, MoE layers, experts] from a batch's pooled routings (exact per
+    image: the gate decides per token)."""
+    return torch.stack([torch.nn.functional.one_hot(r.indices.reshape(frames, -1), experts).sum(1)
+                        for r in routings], dim=1)
 
 
 @torch.no_grad()
@@ -80,17 +95,13 @@ def expert_loads(model: M3ViT, images: torch.Tensor, batch_size: int = 64) -> di
     back per image, which is exact since the gate decides per token.
     """
     model.eval()
-    cfg = model.cfg
     out = {}
-    for task in cfg.task_names:
+    for task in model.cfg.task_names:
         frames = []
         for s in range(0, len(images), batch_size):
             x = images[s : s + batch_size]
             _, routings = model.infer(x, task, return_routing=True)
-            per = torch.stack([torch.nn.functional.one_hot(r.indices.reshape(len(x), -1),
-                                                           cfg.experts).sum(1)
-                               for r in routings], dim=1)  # [b, layers, experts]
-            frames.append(per)
+            frames.append(_frame_loads(routings, len(x), model.cfg.experts))
         out[task] = torch.cat(frames)
     return out
 
@@ -279,9 +290,10 @@ def main(argv=None) -> int:
                 raise ValueError("--resize-labels applies to --data FOLDER only")
             images, targets = SceneDataset(args.scenes, args.seed, model.cfg.img_size).tensors(
                 progress=sys.stderr.isatty())
+        per_frame = None if args.dense else {}
         metrics = evaluate(model, images, targets, sparse=not args.dense,
-                           progress=sys.stderr.isatty())
-        loads = load_summary(expert_loads(model, images))
+                           progress=sys.stderr.isatty(), loads=per_frame)
+        loads = load_summary(expert_loads(model, images) if per_frame is None else per_frame)
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
