@@ -41,6 +41,8 @@ from firmware.backends.sim import SIM_DDR_BASE, SimBackend  # noqa: E402
 from firmware.driver import Accelerator as Driver  # noqa: E402
 from golden.argtypes import nonneg_int, positive_float  # noqa: E402
 from rtl.config import CONFIGS  # noqa: E402
+from rtl.control.causes import Cause, cause_counter, counted_causes  # noqa: E402
+from rtl.sim.accel_sim import work_spans  # noqa: E402
 
 # Published single-frame latencies of M3ViT-class accelerators on the ZCU102 (ms).
 ANCHORS_MS = {"Edge-MoE": 34.64, "UbiMoE": 25.76, "CoQMoE": 6.47}
@@ -77,6 +79,48 @@ def on_chip_memories(cfg) -> list[tuple[str, int]]:
             walk(sub, path + [str(name)])
     walk(Fragment.get(Accelerator(cfg), None), [])
     return out
+
+
+def cause_cycles(ctr: dict, array_macs: int) -> dict:
+    """Cycles per cause from the counters, ``ARRAY`` split into useful work
+    (``PERF_MACS / (R x C)``, fractional) and tile padding."""
+    out = {}
+    for c in counted_causes():
+        n = ctr[cause_counter(c)]
+        if c is Cause.ARRAY:
+            useful = ctr["PERF_MACS"] / array_macs
+            out["array_useful"], out["tile_padding"] = useful, n - useful
+        else:
+            out[c.name.lower()] = n
+    return out
+
+
+def work_by_layer(spans: dict, names: list[str]) -> tuple[dict, dict]:
+    """Work-trace spans → (cycles per layer, {layer: {cause: cycles}}), in program order."""
+    layers: OrderedDict[str, int] = OrderedDict()
+    detail: OrderedDict[str, dict] = OrderedDict()
+    for (pc, cause), n in sorted(spans.items()):
+        key = layer_of(names[pc]) if pc < len(names) else "end"
+        layers[key] = layers.get(key, 0) + n
+        row = detail.setdefault(key, {})
+        row[cause.name.lower()] = row.get(cause.name.lower(), 0) + n
+    return layers, detail
+
+
+def stall_by_instruction(spans: dict, names: list[str]) -> dict:
+    """Every instruction the sequencer waited at for the loader (weight-stall cycles, largest
+    first): ``{"pc name": cycles}``."""
+    stalls = sorted(((n, pc) for (pc, cause), n in spans.items()
+                     if cause is Cause.WEIGHT_STALL), reverse=True)
+    return {f"{pc} {names[pc] if pc < len(names) else '?'}": n for n, pc in stalls}
+
+
+def trace_matches(spans: dict, ctr: dict) -> bool:
+    """The work trace's cycles per cause equal the cause counters."""
+    per = {c: 0 for c in counted_causes()}
+    for (_, cause), n in spans.items():
+        per[cause] += n
+    return all(per[c] == ctr[cause_counter(c)] for c in per)
 
 
 def expert_macs(model, routings) -> int:
@@ -129,34 +173,32 @@ def run(args) -> dict:
               "build_or_load_s": round(build_s, 1), "frames": []}
     prev_done = None
     for task in tasks:
-        first_event = len(sim.trace.events)
+        first_event, first_work = len(sim.trace.events), len(sim.work.events)
         t = time.time()
         f = driver.run_frame(pixels, task)
         wall = time.time() - t
         want, routings = model.infer(pixels, task, return_routing=True)
         exact = bool(np.array_equal(f.output, want))
-        events = sim.trace.events[first_event:]
-        layers: OrderedDict[str, int] = OrderedDict()
-        static_macs = 0
-        for i, (cycle, pc) in enumerate(events):
-            end = events[i + 1][0] if i + 1 < len(events) else f.done_cycle
-            key = layer_of(names[pc])
-            layers[key] = layers.get(key, 0) + (end - cycle)
-            static_macs += max(0, compiled.macs[pc])
+        spans = work_spans(sim.work.events[first_work:])
+        layers, layer_causes = work_by_layer(spans, names)
+        static_macs = sum(max(0, compiled.macs[pc]) for _, pc in sim.trace.events[first_event:])
         macs = static_macs + expert_macs(model, routings)
         ctr = f.counters
         busy = ctr["PERF_BUSY_CYCLES"]
+        causes = cause_cycles(ctr, R * C)
         frame = {
             "task": task, "bit_exact": exact, "cycles": busy,
             "gap_after_previous_frame": None if prev_done is None else f.start_cycle - prev_done,
-            "layers": layers,
+            "layers": layers, "layer_causes": layer_causes, "causes": causes,
+            "unattributed_cycles": busy - sum(ctr[cause_counter(c)] for c in counted_causes()),
+            "work_trace_matches_counters": trace_matches(spans, ctr),
+            "weight_stall_by_instruction": stall_by_instruction(spans, names),
             "units": {u.lower(): ctr[f"PERF_{u}_CYCLES"] for u in UNIT_COUNTERS},
-            "macs": macs,
-            "utilisation_frame": macs / (busy * R * C),
-            "utilisation_matmul_busy": macs / max(1, (ctr["PERF_MATMUL_CYCLES"] +
-                                                       ctr["PERF_ROUTER_CYCLES"]) * R * C),
+            "macs": ctr["PERF_MACS"], "macs_reference": macs,
+            "utilisation_frame": ctr["PERF_MACS"] / (busy * R * C),
+            "utilisation_array_cycles": ctr["PERF_MACS"] / max(1, ctr["PERF_ARRAY_CYCLES"] * R * C),
             "ddr_read_bytes": ctr["PERF_READ_BYTES"], "ddr_write_bytes": ctr["PERF_WRITE_BYTES"],
-            "weight_stall_cycles": ctr["PERF_STALL_CYCLES"],
+            "weight_stall_cycles": ctr["PERF_WEIGHT_STALL_CYCLES"],
             "instructions": ctr["PERF_INSTRUCTIONS"],
             "frame_ms_at_clock": busy / (clock * 1e3),
             "ddr_floor_ms": ctr["PERF_READ_BYTES"] / (cfg.axi_bytes * clock * 1e3),
@@ -177,25 +219,50 @@ def run(args) -> dict:
     return report
 
 
+# Columns of the per-layer table: causes, shortened.
+_SHORT = {"array": "array", "tile_period": "period", "fill_drain": "fill", "a_move": "A-move",
+          "softmax": "softmax", "layernorm": "LN", "b_mover": "B-move", "router": "router",
+          "lanes": "lanes", "store": "store", "weight_stall": "w-stall", "act_load": "act-ld",
+          "sequencer": "seq", "fetch": "fetch"}
+
+
+def print_layers(f: dict) -> None:
+    """One frame's cycles per layer (work done) and cause."""
+    used = [c for c in _SHORT if any(row.get(c) for row in f["layer_causes"].values())]
+    print(f"\n{f['task']}: cycles per layer (work done: each cycle to the layer of the instruction"
+          " it was spent on) and cause")
+    print(f"{'layer':<18}{'total':>10}" + "".join(f"{_SHORT[c]:>9}" for c in used))
+    for layer, row in f["layer_causes"].items():
+        print(f"{layer:<18}{f['layers'][layer]:>10,}" + "".join(f"{row.get(c, 0):>9,}" for c in used))
+
+
 def print_report(r: dict) -> None:
     R, C = r["array"]
     print(f"\n{r['model']} on accelerator '{r['accel']}' ({R}x{C} array), {r['simulator']}; "
           f"weights {r['weights']}, input {r['input']}")
     frames = r["frames"]
-    print("\ncycles per layer (sequencer timeline)")
-    keys = list(OrderedDict.fromkeys(k for f in frames for k in f["layers"]))
-    print(f"{'layer':<20}" + "".join(f"{f['task']:>14}" for f in frames))
-    for k in keys:
-        print(f"{k:<20}" + "".join(f"{f['layers'].get(k, 0):>14,}" for f in frames))
-    print(f"{'total':<20}" + "".join(f"{f['cycles']:>14,}" for f in frames))
-    print("\ncycles per unit (performance counters; units overlap)")
+    print("\ncycles per cause (performance counters: each busy cycle has exactly one cause)")
+    print(f"{'cause':<20}" + "".join(f"{f['task']:>20}" for f in frames))
+    for c in frames[0]["causes"]:
+        print(f"{c:<20}" + "".join(f"{f['causes'][c]:>12,.0f} {100 * f['causes'][c] / f['cycles']:5.1f}%"
+                                   for f in frames))
+    print(f"{'total':<20}" + "".join(f"{f['cycles']:>12,} 100.0%" for f in frames))
+    print(f"{'unattributed':<20}" + "".join(f"{f['unattributed_cycles']:>20,}" for f in frames))
+    for f in frames:
+        print_layers(f)
+        print(f"{f['task']}: weight stalls by instruction: " +
+              (", ".join(f"{k} {v:,}" for k, v in list(f["weight_stall_by_instruction"].items())[:6])
+               or "none"))
+    print("\ncycles per unit (busy counters; units overlap)")
     for u in frames[0]["units"]:
         print(f"{u:<20}" + "".join(f"{f['units'][u]:>10,} {100 * f['units'][u] / f['cycles']:3.0f}%"
                                    for f in frames))
     rows = [("bit-exact vs integer reference", lambda f: "yes" if f["bit_exact"] else "NO"),
-            ("useful MACs", lambda f: f"{f['macs']:,}"),
+            ("useful MACs (PERF_MACS)", lambda f: f"{f['macs']:,}" +
+             ("" if f["macs"] == f["macs_reference"] else f" (reference {f['macs_reference']:,})")),
             ("utilisation (frame)", lambda f: f"{100 * f['utilisation_frame']:.1f} %"),
-            ("utilisation (matmul busy)", lambda f: f"{100 * f['utilisation_matmul_busy']:.1f} %"),
+            ("utilisation (ARRAY cycles)", lambda f: f"{100 * f['utilisation_array_cycles']:.1f} %"),
+            ("work trace = counters", lambda f: "yes" if f["work_trace_matches_counters"] else "NO"),
             ("DDR read bytes", lambda f: f"{f['ddr_read_bytes']:,}"),
             ("DDR write bytes", lambda f: f"{f['ddr_write_bytes']:,}"),
             ("weight-stall cycles", lambda f: f"{f['weight_stall_cycles']:,}"),

@@ -3,20 +3,23 @@
 Ports (what the board top connects): ``csr`` (AXI4-Lite subordinate, the register map of
 :mod:`rtl.control.registers`), ``m_axi0`` (AXI4 manager: reads — program, weights, input — and, with one
 master, also the output writes), ``m_axi1`` when ``cfg.axi_masters == 2`` (output writes), ``irq``
-(level: ``CONTROL.irq_enable & (STATUS.done | STATUS.error)``) and ``trace`` (the program counter
-of every issued instruction, for simulation reports; leave unconnected on a board).
+(level: ``CONTROL.irq_enable & (STATUS.done | STATUS.error)``), ``trace`` (the program counter
+of every issued instruction) and ``work`` (every change of the cycle's instruction and cause),
+both for simulation reports; leave them unconnected on a board.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Module, Mux, ResetInserter, Shape, Signal
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.bus.axi import axi4_from_config, axi4_lite_from_config
 from rtl.bus.loader import Loader
 from rtl.config import AccelConfig
+from rtl.control.causes import Cause, cause_counter, counted_causes
 from rtl.control.csr import CSR
+from rtl.control.isa import load_cmd_layout
 from rtl.control.sequencer import Sequencer
 from rtl.datapath.compute import Compute
 
@@ -36,6 +39,9 @@ class Accelerator(wiring.Component):
     m_axi0, m_axi1 : Out(AXI4) (``m_axi1`` only with two masters)
     irq : Out(1)
     trace : Out(stream) of the issued instruction's index (always accepted)
+    work : Out(stream) of ``pc | cause << 16`` whenever the pair changes: the instruction that
+        the cycle's :class:`~rtl.control.causes.Cause` belongs to (the compute datapath's, or
+        the sequencer's when it is idle), for per-layer cycle reports (always accepted)
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -49,7 +55,8 @@ class Accelerator(wiring.Component):
         members = {"csr": In(axi4_lite_from_config(cfg)),
                    "m_axi0": Out(axi4_from_config(cfg)),
                    "irq": Out(1),
-                   "trace": Out(stream.Signature(16))}
+                   "trace": Out(stream.Signature(16)),
+                   "work": Out(stream.Signature(20))}
         if cfg.axi_masters == 2:
             members["m_axi1"] = Out(axi4_from_config(cfg))
         super().__init__(members)
@@ -84,15 +91,24 @@ class Accelerator(wiring.Component):
             csr.status_error_set.eq(seq.error),
             csr.status_error_code.eq(seq.error_code),
         ]
-        # sequencer ↔ loader ↔ compute
-        wiring.connect(m, seq.load, ld.cmd)
+        # sequencer → load queue → loader; the queue counts as the loader being busy
+        m.submodules.load_queue = queue = ResetInserter(soft)(fifo.SyncFIFO(
+            width=Shape.cast(load_cmd_layout(cfg)).width, depth=cfg.load_queue_depth))
+        loader_busy = Signal()
+        m.d.comb += [queue.w_stream.valid.eq(seq.load.valid),
+                     queue.w_stream.payload.eq(seq.load.payload.as_value()),
+                     seq.load.ready.eq(queue.w_stream.ready),
+                     ld.cmd.valid.eq(queue.r_stream.valid),
+                     ld.cmd.payload.eq(queue.r_stream.payload),
+                     queue.r_stream.ready.eq(ld.cmd.ready),
+                     loader_busy.eq(ld.busy | (queue.level != 0))]
         wiring.connect(m, seq.compute, cp.cmd)
         wiring.connect(m, ld.imem_wr, seq.imem_wr)
         for name in ("b_wr", "act_wr", "const_wr", "lnp_wr", "res_row"):
             wiring.connect(m, getattr(ld, name), getattr(cp, name))
         m.d.comb += [
-            cp.loader_busy.eq(ld.busy),
-            seq.compute_busy.eq(cp.busy), seq.loader_busy.eq(ld.busy),
+            cp.loader_busy.eq(loader_busy),
+            seq.compute_busy.eq(cp.busy), seq.loader_busy.eq(loader_busy),
             seq.loader_error.eq(ld.error), seq.write_error.eq(cp.write_error),
             seq.unit_error.eq(cp.unit_error),
             seq.ne_count.eq(cp.ne_count), seq.ne_expert.eq(cp.ne_expert),
@@ -126,7 +142,6 @@ class Accelerator(wiring.Component):
             csr.perf_bytes_moved_inc.eq(rbytes + wbytes),
             csr.perf_read_bytes_inc.eq(rbytes),
             csr.perf_write_bytes_inc.eq(wbytes),
-            csr.perf_stall_cycles_inc.eq(seq.stall),
             csr.perf_matmul_cycles_inc.eq(cp.matmul_busy),
             csr.perf_layernorm_cycles_inc.eq(cp.layernorm_busy),
             csr.perf_softmax_cycles_inc.eq(cp.softmax_busy),
@@ -135,6 +150,29 @@ class Accelerator(wiring.Component):
             csr.perf_loader_cycles_inc.eq(ld.busy),
             csr.perf_instructions_inc.eq(seq.trace.valid),
         ]
+        self._causes(m, csr, seq, cp)
         return m
+
+    def _causes(self, m, csr, seq, cp):
+        """Each busy cycle's cause (the compute datapath's, else the sequencer's) into its
+        counter; ``work`` reports every change of (instruction, cause)."""
+        cause = Signal(Cause)
+        pc = Signal(16)
+        with m.If(cp.cause != Cause.NONE):
+            m.d.comb += [cause.eq(cp.cause), pc.eq(cp.pc)]
+        with m.Elif(seq.busy):
+            m.d.comb += [cause.eq(Mux(seq.stall, Cause.WEIGHT_STALL,
+                                      Mux(seq.fetching, Cause.FETCH, Cause.SEQUENCER))),
+                         pc.eq(seq.pc)]
+        for c in counted_causes():
+            m.d.comb += getattr(csr, cause_counter(c).lower() + "_inc").eq(cause == c)
+        macs = Signal.like(cp.macs)           # registered: the product is off the adder's path
+        m.d.sync += macs.eq(cp.macs)
+        m.d.comb += csr.perf_macs_inc.eq(macs)
+        work = Signal.like(self.work.payload)
+        last = Signal.like(work)
+        m.d.comb += [work.eq(pc | (cause << 16)), self.work.payload.eq(work),
+                     self.work.valid.eq(work != last)]
+        m.d.sync += last.eq(work)
 
 

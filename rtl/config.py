@@ -103,6 +103,9 @@ class AccelConfig:
         Instructions the program memory holds (a program is fetched into it at start).
     ln_lanes : int
         Elements the LayerNorm unit takes per cycle.
+    load_queue_depth : int
+        LOAD commands the sequencer can hand to the DDR load engine ahead of the one it runs
+        (weights and constants stream in while the sequencer goes on issuing compute).
     uram_min_bytes : int
         Memories of at least this many bytes are marked ``ram_style = "ultra"`` (UltraRAM on
         UltraScale+: the activation, score, residual and MoE-accumulator memories of the default
@@ -129,10 +132,11 @@ class AccelConfig:
     max_dim: int = 192
     experts: int = 16
     top_k: int = 2
-    a_word_bytes: int = 8
+    a_word_bytes: int = 32
     const_words: int = 128
     imem_words: int = 1024
     ln_lanes: int = 4
+    load_queue_depth: int = 4
     uram_min_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:

@@ -106,6 +106,11 @@ class TiledMatmul(wiring.Component):
     cmd : In(stream) of :func:`command_layout`
     out : Out(stream) of :func:`acc_row_layout`
     busy : Out(1)
+    k_step : Out(1), a cycle that feeds one of a tile's K steps (not stalled)
+    period_pad : Out(1), a cycle that pads a tile to its period (K < R or C; not stalled)
+    stalled : Out(1), busy but held by output back-pressure
+    macs : Out(range(R * C + 1)), the useful MACs of a ``k_step`` cycle: the tile's rows below
+        M times its columns below N (0 in other cycles)
     a_banks : list of :class:`amaranth.lib.memory.Memory` (``a_word_bytes``-byte words)
     b_banks : list of :class:`amaranth.lib.memory.Memory` (8-bit words)
     """
@@ -148,6 +153,8 @@ class TiledMatmul(wiring.Component):
             "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n, self.b_depth))),
             "out": Out(stream.Signature(acc_row_layout(rows, cols, max_m, max_n, acc_width))),
             "busy": Out(1),
+            "k_step": Out(1), "period_pad": Out(1), "stalled": Out(1),
+            "macs": Out(range(rows * cols + 1)),
         })
 
     def elaborate(self, platform):
@@ -166,7 +173,23 @@ class TiledMatmul(wiring.Component):
         self._skew(m, p)
         self._feeder(m, p)
         self._drain(m, p)
+        self._activity(m, p)
         return m
+
+    def _activity(self, m, p):
+        """What each cycle is spent on (for the cycle-cause counters)."""
+        R, C = self.rows, self.cols
+        run = p.en & p.feeding
+        rows_left = Signal(range(p.n_tiles_m * R + self.max_m + 1))
+        cols_left = Signal(range(p.n_tiles_n * C + self.max_n + 1))
+        m.d.comb += [rows_left.eq(p.m_len - p.m_base_wide), cols_left.eq(p.n_len - p.tn * C)]
+        tile_rows = Mux(rows_left < R, rows_left, R)
+        tile_cols = Mux(cols_left < C, cols_left, C)
+        k_step = run & (p.step < p.k_len)
+        m.d.comb += [self.k_step.eq(k_step), self.period_pad.eq(run & (p.step >= p.k_len)),
+                     self.stalled.eq(self.busy & ~p.en),
+                     self.macs.eq(Mux(k_step, tile_rows[:ceil_log2(R + 1)] *
+                                      tile_cols[:ceil_log2(C + 1)], 0))]
 
     def _registers(self, m, p):
         """The command registers and the tile counters."""

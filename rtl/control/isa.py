@@ -137,6 +137,7 @@ def compute_cmd_layout(cfg) -> data.StructLayout:
         "b_offset": _U(_WA),          # parity applied
         "const_base": _CR,            # parity applied
         "ddr_addr": _U(cfg.axi_addr_width),
+        "pc": _U(16),                 # the instruction's index (for the cycle-cause trace)
     })
 
 

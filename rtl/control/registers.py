@@ -33,6 +33,7 @@ import sys
 from dataclasses import dataclass, field
 
 from rtl.config import DEFAULT, REGISTER_SPACE_BITS, TOKEN_BITS, AccelConfig
+from rtl.control.causes import cause_counter, counted_causes
 from rtl.control.errors import ErrorCode
 from rtl.control.version import VERSION
 
@@ -41,6 +42,7 @@ __all__ = ["Field", "Register", "register_map", "firmware_register_map", "markdo
 
 ACCESS_KINDS = ("const", "ro", "rw", "w1p", "w1c", "counter")
 ID_MAGIC = 0x4D335654          # "M3VT"
+CAUSE_COUNTERS_BASE = 0x180    # PERF_<CAUSE>_CYCLES, 8 bytes each (rtl.control.causes)
 ERROR_CODES = {int(c): c.text for c in ErrorCode}
 
 
@@ -172,7 +174,6 @@ def register_map(cfg: AccelConfig = DEFAULT) -> tuple[Register, ...]:
         _counter("PERF_BUSY_CYCLES", 0x108, "Cycles with a program running."),
         _counter("PERF_BYTES_MOVED", 0x110, "Bytes moved over the AXI4 masters (read + write).",
                  (cfg.axi_bytes * cfg.axi_masters * 2).bit_length()),
-        _counter("PERF_STALL_CYCLES", 0x118, "Cycles the compute units waited for weights."),
         _counter("PERF_MATMUL_CYCLES", 0x120, "Cycles the systolic array was busy."),
         _counter("PERF_LAYERNORM_CYCLES", 0x128, "Cycles spent in LayerNorm instructions."),
         _counter("PERF_SOFTMAX_CYCLES", 0x130, "Cycles spent in softmax instructions."),
@@ -184,6 +185,12 @@ def register_map(cfg: AccelConfig = DEFAULT) -> tuple[Register, ...]:
         _counter("PERF_WRITE_BYTES", 0x158, "Bytes written to DDR (outputs).",
                  (cfg.axi_bytes + 1).bit_length()),
         _counter("PERF_INSTRUCTIONS", 0x160, "Instructions issued."),
+        _counter("PERF_MACS", 0x168, "Useful multiply-accumulates of the array (padding rows "
+                 "and columns of a tile not counted).",
+                 (cfg.array_rows * cfg.array_cols).bit_length()),
+        *(_counter(cause_counter(c), CAUSE_COUNTERS_BASE + 8 * i,
+                   f"Cycles attributed to {c.name}: {c.text}.")
+          for i, c in enumerate(counted_causes())),
     ]
     _check_map(cfg, regs)
     return tuple(regs)

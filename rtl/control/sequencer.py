@@ -46,6 +46,7 @@ class Sequencer(wiring.Component):
     compute_busy, loader_busy, loader_error, unit_error, write_error : In(1)
     ne_count, ne_expert, ne_length : In — the router's non-empty experts (ascending)
     stall : Out(1) — waiting for the load engine while the compute datapath is idle
+    fetching : Out(1) — copying the program from DDR; pc : Out(16) — the instruction at hand
     trace : Out(stream) of the issued instruction's ``pc`` (always ready; for simulation reports)
     """
 
@@ -73,7 +74,7 @@ class Sequencer(wiring.Component):
             "ne_count": In(range(E + 1)),
             "ne_expert": In(data.ArrayLayout(unsigned(ew), E)),
             "ne_length": In(data.ArrayLayout(unsigned(lw), E)),
-            "stall": Out(1),
+            "stall": Out(1), "fetching": Out(1), "pc": Out(16),
             "trace": Out(stream.Signature(unsigned(16))),
         })
 
@@ -87,7 +88,8 @@ class Sequencer(wiring.Component):
         rd = self.imem.read_port(transparent_for=())
         r = _Regs(cfg)
         m.d.comb += [self.busy.eq(r.state != _S.IDLE), self.error_code.eq(r.code),
-                     rd.addr.eq(r.pc), rd.en.eq(r.state == _S.READ), self.trace.payload.eq(r.pc)]
+                     rd.addr.eq(r.pc), rd.en.eq(r.state == _S.READ), self.trace.payload.eq(r.pc),
+                     self.pc.eq(r.pc), self.fetching.eq(r.state == _S.FETCH)]
         self._expert_loop(m, r)
         self._resolve(m, r)
         m.submodules.check = check = OperandCheck(cfg)
@@ -164,6 +166,7 @@ class Sequencer(wiring.Component):
                      r.mm_m.eq(Mux(mm.m_from_queue, r.cur_len, mm.m))]
         ccmd = self.compute.payload
         m.d.comb += [ccmd.instr.eq(r.instr), ccmd.qstart.eq(r.qstart), ccmd.m.eq(r.mm_m),
+                     ccmd.pc.eq(r.pc),
                      ccmd.ddr_addr.eq(r.bases[mm.base] + mm.offset)]
         with m.If(r.instr.op == Op.BLOAD):
             m.d.comb += ccmd.b_offset.eq(bl.b_offset + Mux(bl.parity & r.parity, self.b_half, 0))
@@ -248,12 +251,12 @@ class Sequencer(wiring.Component):
             m.d.comb += advance.eq(1)
         with m.Elif((ld.dest == Dest.ACT) | (ld.dest == Dest.RES)):
             # ACT/RES loads also occupy the compute datapath (lanes / ACT port).
+            m.d.comb += self.stall.eq(~self.compute_busy & self.loader_busy)
             with m.If(self.load.ready & self.compute.ready & ~self.loader_busy):
                 m.d.comb += [self.load.valid.eq(1), self.compute.valid.eq(1), advance.eq(1)]
-        with m.Else():
-            m.d.comb += self.stall.eq(~self.compute_busy & self.loader_busy)
-            with m.If(self.load.ready & ~self.loader_busy):
-                m.d.comb += [self.load.valid.eq(1), advance.eq(1)]
+        with m.Else():      # B, CONST, LNP: into the load queue, behind the loads before
+            m.d.comb += [self.stall.eq(~self.compute_busy & ~self.load.ready),
+                         self.load.valid.eq(1), advance.eq(self.load.ready)]
 
     def _issue_expert(self, m, r, bad, error, advance):
         """EXPERT_FIRST (once the router is done) and EXPERT_NEXT: the loop over the router's

@@ -9,6 +9,6 @@ them).
   and model images record them (``meta["isa"]``).
 """
 
-VERSION = (0, 3)   # 0.3: sub-word register accesses by strobe (no SLVERR on bits 1:0)
+VERSION = (0, 4)   # 0.4: PERF_MACS and a counter per cycle cause (rtl.control.causes); PERF_STALL_CYCLES is PERF_WEIGHT_STALL_CYCLES
 ISA_VERSION = 1
 ISA_DIGEST = "b37afd3d07d6c94f"

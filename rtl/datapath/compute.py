@@ -37,9 +37,11 @@ from rtl.array.tiler import TiledMatmul
 from rtl.bus.axi import axi4_from_config
 from rtl.bus.loader import load_port_signatures
 from rtl.config import AccelConfig
+from rtl.control.causes import Cause
 from rtl.control.isa import compute_cmd_layout
 from rtl.datapath.a_loader import ALoader, queue_entry_layout
 from rtl.datapath.act_sink import ActSink
+from rtl.datapath.attribution import CauseEncoder
 from rtl.datapath.b_mover import BMover, b_word_layout
 from rtl.datapath.ddr_store import DdrStore
 from rtl.datapath.dispatcher import Dispatcher, Sink
@@ -78,6 +80,8 @@ class Compute(wiring.Component):
     ne_count, ne_expert, ne_length : Out — the last routing's non-empty experts
     write_error, unit_error : Out(1) (sticky until reset)
     matmul_busy, layernorm_busy, softmax_busy, router_busy, mover_busy : Out(1), for counters
+    cause : Out(Cause), this cycle's cause (:mod:`rtl.datapath.attribution`; NONE when idle)
+    macs : Out, the array's useful MACs this cycle; pc : Out(16), the instruction at hand
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -108,6 +112,7 @@ class Compute(wiring.Component):
             "lanes_in": LanesInput(cfg),
             "sinks": StreamDemux(lane_out_layout(C, cfg.token_bits, cfg.tn_bits), 5),
             "b_merge": PriorityMerge(b_word_layout(cfg)),
+            "causes": CauseEncoder(),
         }
         E = cfg.experts
         capture = self.engines["capture"].signature.members
@@ -123,6 +128,7 @@ class Compute(wiring.Component):
             "write_error": Out(1), "unit_error": Out(1),
             "matmul_busy": Out(1), "layernorm_busy": Out(1), "softmax_busy": Out(1),
             "router_busy": Out(1), "mover_busy": Out(1),
+            "cause": Out(Cause), "macs": Out(range(R * C + 1)), "pc": Out(16),
         })
 
     def elaborate(self, platform):
@@ -138,7 +144,18 @@ class Compute(wiring.Component):
         self._lanes(m, e)
         self._sinks(m, e)
         self._units(m, e)
+        self._cause(m, e)
         return m
+
+    def _cause(self, m, e):
+        """This cycle's cause, for the counters and the cycle-cause trace."""
+        d, enc, t, lanes = e["dispatch"], e["causes"], self.tiler, self.lanes
+        m.d.comb += [enc.busy.eq(d.busy), enc.op.eq(d.op), enc.phase.eq(d.phase),
+                     enc.sink.eq(d.sink), enc.tiler_busy.eq(t.busy), enc.k_step.eq(t.k_step),
+                     enc.period_pad.eq(t.period_pad), enc.stalled.eq(t.stalled),
+                     enc.lanes_busy.eq(lanes.busy | lanes.i.valid),
+                     enc.lanes_held.eq(lanes.out.valid & ~lanes.out.ready),
+                     self.cause.eq(enc.cause), self.macs.eq(t.macs), self.pc.eq(d.pc)]
 
     def _control(self, m, d):
         """Instructions in, the dispatcher's status out."""

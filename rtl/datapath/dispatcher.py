@@ -35,7 +35,7 @@ from rtl.datapath.router_sink import router_sink_layout
 from rtl.datapath.row_gen import row_gen_layout
 from rtl.datapath.score_feeder import feed_layout
 
-__all__ = ["Dispatcher", "Sink", "ActReader", "ActWriter"]
+__all__ = ["Dispatcher", "Phase", "Sink", "ActReader", "ActWriter"]
 
 
 class Sink(enum.Enum, shape=3):
@@ -59,7 +59,8 @@ class ActWriter(enum.Enum, shape=2):
     LOADER = 2
 
 
-class _S(enum.Enum, shape=3):
+class Phase(enum.Enum, shape=3):
+    """The dispatcher's phase of the instruction at hand."""
     IDLE = 0
     ALOAD = 1
     ISSUE = 2
@@ -93,6 +94,7 @@ class Dispatcher(wiring.Component):
     aload_done, bmove_done, rowgen_done, feed_done, pack_done, store_done, route_done : In(1)
     tiler_busy, tiler_out_valid, lanes_busy, lanes_in_valid, loader_busy : In(1)
     busy : Out(1); layernorm_busy, softmax_busy, router_busy, mover_busy : Out(1) (counters)
+    op : Out(Op), phase : Out(Phase), pc : Out(16) — the instruction at hand (cycle causes)
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -117,35 +119,37 @@ class Dispatcher(wiring.Component):
             **{name: In(1) for name in done},
             "busy": Out(1), "layernorm_busy": Out(1), "softmax_busy": Out(1),
             "router_busy": Out(1), "mover_busy": Out(1),
+            "op": Out(Op), "phase": Out(Phase), "pc": Out(16),
         })
 
     def elaborate(self, platform):
         m = Module()
-        state = Signal(_S)
+        state = Signal(Phase)
         cmd = Signal.like(self.cmd.payload)
         op = cmd.instr.op
         mm = cmd.instr.args.matmul
         sink = Signal(Sink, init=Sink.NONE)
         mode = Signal.like(self.mode)
         lsrc = Signal(LanesSource)
-        m.d.comb += [self.cmd.ready.eq(state == _S.IDLE), self.mode.eq(mode),
+        m.d.comb += [self.cmd.ready.eq(state == Phase.IDLE), self.mode.eq(mode),
                      self.lanes_src.eq(lsrc), self.m_offset.eq(mm.m_offset), self.sink.eq(sink),
                      self.act_rd_sel.eq(Mux(op == Op.BLOAD, ActReader.BMOVER, ActReader.ALOADER)),
                      self.act_wr_sel.eq(Mux(op == Op.LOAD, ActWriter.LOADER,
                                             Mux((op == Op.LAYERNORM) | (op == Op.SOFTMAX),
                                                 ActWriter.PACKER, ActWriter.SINK)))]
-        with m.If(self.cmd.valid & (state == _S.IDLE)):
+        with m.If(self.cmd.valid & (state == Phase.IDLE)):
             m.d.sync += cmd.eq(self.cmd.payload)
             self._accept(m, self.cmd.payload, state, mode, sink, lsrc)
         self._phases(m, state, cmd, sink)
-        active = state != _S.IDLE
+        active = state != Phase.IDLE
         m.d.comb += [self.busy.eq(active),
                      self.pack_enable.eq(active & ((op == Op.LAYERNORM) | (op == Op.SOFTMAX))),
                      self.pack_from_ln.eq(op == Op.LAYERNORM),
                      self.layernorm_busy.eq(active & (op == Op.LAYERNORM)),
                      self.softmax_busy.eq(active & (op == Op.SOFTMAX)),
                      self.router_busy.eq(active & (sink == Sink.ROUTER)),
-                     self.mover_busy.eq(state == _S.BMOVE)]
+                     self.mover_busy.eq(state == Phase.BMOVE),
+                     self.op.eq(op), self.phase.eq(state), self.pc.eq(cmd.pc)]
         return m
 
     def _accept(self, m, new, state, mode, sink, lsrc):
@@ -164,13 +168,13 @@ class Dispatcher(wiring.Component):
                         with m.Case(od):
                             m.d.sync += sink.eq(sk)
                 empty = (new.m == 0) | (nm.k == 0) | (nm.n == 0)
-                m.d.sync += state.eq(Mux(empty, _S.FINISH, _S.ALOAD))
+                m.d.sync += state.eq(Mux(empty, Phase.FINISH, Phase.ALOAD))
                 self._start_matmul(m, new, empty)
             with m.Case(Op.LAYERNORM):
                 ln = na.layernorm
                 m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
                              mode.aux.eq(Aux.RES_READ), lsrc.eq(LanesSource.ROWGEN),
-                             sink.eq(Sink.LN), state.eq(_S.ROWGEN)]
+                             sink.eq(Sink.LN), state.eq(Phase.ROWGEN)]
                 self._start(m, self.rowgen, row0=ln.row0, rows=ln.rows, row_words=ln.row_words)
                 self._start(m, self.pack, d_addr=ln.d_addr, d_stride=ln.d_stride, rows=ln.rows)
                 self._start(m, self.ln_sink, row_words=ln.row_words, eps=ln.eps)
@@ -178,7 +182,7 @@ class Dispatcher(wiring.Component):
                 la = na.lanes
                 m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
                              mode.aux.eq(la.aux), lsrc.eq(LanesSource.ROWGEN),
-                             sink.eq(Sink.NONE), state.eq(_S.ROWGEN)]
+                             sink.eq(Sink.NONE), state.eq(Phase.ROWGEN)]
                 self._start(m, self.rowgen, row0=la.row0, rows=la.rows, row_words=la.row_words)
             with m.Case(Op.LOAD):
                 ld = na.load
@@ -186,19 +190,19 @@ class Dispatcher(wiring.Component):
                              mode.const_base.eq(ld.const_row), mode.out_bits.eq(OutBits.INT16),
                              mode.aux.eq(Mux(ld.dest == Dest.RES, Aux.RES_SET, Aux.NONE)),
                              lsrc.eq(LanesSource.LOADER), sink.eq(Sink.NONE),
-                             state.eq(_S.FINISH)]
+                             state.eq(Phase.FINISH)]
             with m.Case(Op.BLOAD):
                 bl = na.bload
-                m.d.sync += state.eq(_S.BMOVE)
+                m.d.sync += state.eq(Phase.BMOVE)
                 self._start(m, self.bmove, src=bl.src, stride=bl.stride, rows=bl.rows,
                             words=bl.words, transpose=bl.transpose, b_offset=new.b_offset)
             with m.Case(Op.SOFTMAX):
                 sm = na.softmax
-                m.d.sync += state.eq(_S.FEED)
+                m.d.sync += state.eq(Phase.FEED)
                 self._start(m, self.feed, rows=sm.rows, length=sm.length)
                 self._start(m, self.pack, d_addr=sm.d_addr, d_stride=sm.d_stride, rows=sm.rows)
             with m.Default():
-                m.d.sync += state.eq(_S.FINISH)
+                m.d.sync += state.eq(Phase.FINISH)
 
     def _start_matmul(self, m, new, empty):
         C = self.cfg.array_cols
@@ -223,28 +227,28 @@ class Dispatcher(wiring.Component):
     def _phases(self, m, state, cmd, sink):
         mm = cmd.instr.args.matmul
         with m.Switch(state):
-            with m.Case(_S.ALOAD):
+            with m.Case(Phase.ALOAD):
                 with m.If(self.aload_done):
-                    m.d.sync += state.eq(_S.ISSUE)
-            with m.Case(_S.ISSUE):
+                    m.d.sync += state.eq(Phase.ISSUE)
+            with m.Case(Phase.ISSUE):
                 t = self.tiler
                 m.d.comb += [t.valid.eq(1), t.payload.m.eq(cmd.m), t.payload.k.eq(mm.k),
                              t.payload.n.eq(mm.n), t.payload.a_signed.eq(mm.a_signed),
                              t.payload.b_offset.eq(cmd.b_offset)]
                 with m.If(t.ready):
-                    m.d.sync += state.eq(_S.FINISH)
-            with m.Case(_S.BMOVE):
+                    m.d.sync += state.eq(Phase.FINISH)
+            with m.Case(Phase.BMOVE):
                 with m.If(self.bmove_done):
-                    m.d.sync += state.eq(_S.FINISH)
-            with m.Case(_S.ROWGEN):
+                    m.d.sync += state.eq(Phase.FINISH)
+            with m.Case(Phase.ROWGEN):
                 with m.If(self.rowgen_done):
-                    m.d.sync += state.eq(_S.FINISH)
-            with m.Case(_S.FEED):
+                    m.d.sync += state.eq(Phase.FINISH)
+            with m.Case(Phase.FEED):
                 with m.If(self.feed_done):
-                    m.d.sync += state.eq(_S.FINISH)
-            with m.Case(_S.FINISH):
+                    m.d.sync += state.eq(Phase.FINISH)
+            with m.Case(Phase.FINISH):
                 with m.If(self._drained(cmd.instr.op, sink)):
-                    m.d.sync += state.eq(_S.IDLE)
+                    m.d.sync += state.eq(Phase.IDLE)
 
     def _drained(self, op, sink):
         """The instruction's last effects are done (FINISH may end)."""

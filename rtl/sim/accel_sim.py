@@ -21,19 +21,20 @@ import numpy as np
 
 from ..accelerator import Accelerator
 from ..config import AccelConfig
+from ..control.causes import Cause
 from .axi_checker import AxiChecker
 from .axil_master import AxiLiteMaster
 from .bench import Model, SimTimeout, make_bench
 from .ddr import DDRModel
 
-__all__ = ["AcceleratorSim", "TraceRecorder", "SimTimeout", "HARNESSES"]
+__all__ = ["AcceleratorSim", "TraceRecorder", "SimTimeout", "HARNESSES", "work_spans"]
 
 HARNESSES = ("compiled", "python")
 
 
 class TraceRecorder(Model):
-    """Records ``(cycle, pc)`` of every issued instruction from the ``trace`` port and the
-    interrupt line's level."""
+    """Records ``(cycle, payload)`` of every transfer on a trace port (``trace``: the issued
+    instruction's pc; ``work``: see :func:`work_spans`) and the interrupt line's level."""
 
     def __init__(self, prefix: str = "trace"):
         self.p = prefix
@@ -47,6 +48,27 @@ class TraceRecorder(Model):
         if io.get(self.p + "__valid"):
             self.events.append((io.cycle, io.get(self.p + "__payload")))
         self.irq = io.get("irq")
+
+
+def work_spans(events) -> dict[tuple[int, Cause], int]:
+    """Cycles per ``(pc, cause)`` from ``work`` events (``(cycle, pc | cause << 16)``, each
+    holding until the next); spans with cause NONE are skipped.
+
+    Raises
+    ------
+    ValueError
+        The events do not end with the accelerator idle (cause NONE): the last span is open.
+    """
+    spans: dict[tuple[int, Cause], int] = {}
+    for (cycle, value), (nxt, _) in zip(events, events[1:]):
+        cause = Cause(value >> 16)
+        if cause is not Cause.NONE:
+            key = (value & 0xFFFF, cause)
+            spans[key] = spans.get(key, 0) + nxt - cycle
+    if events and Cause(events[-1][1] >> 16) is not Cause.NONE:
+        raise ValueError(f"work trace ends in a busy span (cycle {events[-1][0]}): the run has "
+                         "not finished")
+    return spans
 
 
 class AcceleratorSim:
@@ -77,6 +99,10 @@ class AcceleratorSim:
         The simulated DDR (``uint8``, byte 0 at ``ddr_base``).
     trace : TraceRecorder-like
         ``events`` (``(cycle, pc)`` of every issued instruction) and ``irq``.
+    work : TraceRecorder-like
+        ``events``: ``(cycle, pc | cause << 16)`` at every change of the cycle's instruction and
+        :class:`~rtl.control.causes.Cause` (the accelerator's ``work`` port); see
+        :func:`work_spans`.
 
     Raises
     ------
@@ -121,7 +147,8 @@ class AcceleratorSim:
             self.ddrs.append(ddr)
         self.lite = AxiLiteMaster("csr")
         self.trace = TraceRecorder()
-        self.bench.add(self.lite, *self.ddrs, self.trace)
+        self.work = TraceRecorder("work")
+        self.bench.add(self.lite, *self.ddrs, self.trace, self.work)
         if check_protocol:
             for p in self.ports:
                 self.bench.add(AxiChecker(p, cfg.axi_data_width))
@@ -137,6 +164,7 @@ class AcceleratorSim:
         self.ddrs = [bench.add_ddr(p, self.mem, cfg.axi_data_width, seed=seed + i, **ddr_kw)
                      for i, p in enumerate(self.ports)]
         self.trace = bench.add_trace("trace", "irq")
+        self.work = bench.add_trace("work", "irq")
         if check_protocol:
             for p in self.ports:
                 bench.add_checker(p, cfg.axi_data_width)

@@ -254,8 +254,8 @@ def test_counters_enumerated_generically():
 def test_64bit_counter(image):
     accel, fake = make_accel()
     accel.open()
-    fake.counters["PERF_STALL_CYCLES"] = (3 << 32) + 17
-    assert accel.counters()["PERF_STALL_CYCLES"] == (3 << 32) + 17
+    fake.counters["PERF_WEIGHT_STALL_CYCLES"] = (3 << 32) + 17
+    assert accel.counters()["PERF_WEIGHT_STALL_CYCLES"] == (3 << 32) + 17
 
 
 def test_register_field_checks():

@@ -459,7 +459,7 @@ def test_sub_word_access_timing_matches_word_access(stall, seed):
 
 def test_w1p_w1c_irq_and_counters():
     pins = {"status_busy": 1, "status_error_code": 0x42, "perf_cycles_inc": 1,
-            "perf_bytes_moved_inc": 3, "perf_busy_cycles_inc": 0, "perf_stall_cycles_inc": 1,
+            "perf_bytes_moved_inc": 3, "perf_busy_cycles_inc": 0, "perf_weight_stall_cycles_inc": 1,
             "status_done_set": 0, "status_error_set": 0}
     bench, master, p = make(pins=pins, watch=("control_start", "control_soft_reset", "irq"))
     master.write(off("CONTROL"), 0b101)                   # start + irq_enable

@@ -4,16 +4,37 @@ load its memories through the loader's streams, issue compute commands as the se
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from rtl.config import NANO
+from rtl.control.causes import Cause
 from rtl.control.isa import Dest, Op, compute_cmd_layout, encode
 from rtl.datapath.compute import Compute
 from rtl.sim import AxiChecker, DDRModel, StreamSource
-from rtl.sim.bench import AmaranthBench
+from rtl.sim.bench import AmaranthBench, Model
 from tests.rtl.datapath.harness import Driver, Recorder, pack_value, unpack_value
 
 IDENTITY = {"bias": 0, "mult": 1 << 14, "shift": 14}     # requantisation by 1
+
+
+class CauseTally(Model):
+    """Cycles per :class:`~rtl.control.causes.Cause` on the ``cause`` port (``counts``, NONE
+    left out) and the sum of the ``macs`` port, since the last :meth:`clear`."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.counts: Counter = Counter()
+        self.macs = 0
+
+    def sample(self, io):
+        cause = Cause(io.get("cause"))
+        if cause is not Cause.NONE:
+            self.counts[cause] += 1
+        self.macs += io.get("macs")
 
 
 class ComputeRig:
@@ -28,8 +49,9 @@ class ComputeRig:
         self.drv = Driver(loader_busy=0)
         self.ddr = DDRModel("axi", 1 << 16, cfg.axi_data_width)
         self.rec = Recorder(("cmd__valid", "cmd__ready"), "busy")
+        self.tally = CauseTally()
         self.bench.add(self.drv, *self.src.values(), self.ddr,
-                       AxiChecker("axi", cfg.axi_data_width), self.rec)
+                       AxiChecker("axi", cfg.axi_data_width), self.rec, self.tally)
 
     # ---- streams
     def _push(self, name: str, payloads: list) -> None:
@@ -48,6 +70,7 @@ class ComputeRig:
                    "const_base": fields.get("const_base", 0) if const_base is None
                    else const_base}
         start = len(self.rec.high["busy"])
+        self.tally.clear()
         self.src["cmd"].push(pack_value(compute_cmd_layout(self.cfg), payload))
         self.bench.run(lambda: self.src["cmd"].idle(), max_cycles=1000)
         self.bench.run(lambda: not self._busy_now(), max_cycles=200_000)

@@ -231,7 +231,8 @@ def _frame(harness: str, task: str, **ddr):
     assert np.array_equal(f.output, want), f"{harness}: output differs from the reference"
     return {"start": f.start_cycle, "done": f.done_cycle, "busy": f.busy_cycles,
             "counters": dict(f.counters), "output": f.output.tobytes(),
-            "trace": list(sim.trace.events), "ddr": sim.ddr_counters(), "cycle": sim.cycle}
+            "trace": list(sim.trace.events), "work": list(sim.work.events),
+            "ddr": sim.ddr_counters(), "cycle": sim.cycle}
 
 
 @pytest.mark.parametrize("task, ddr", [
