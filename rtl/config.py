@@ -103,6 +103,10 @@ class AccelConfig:
         Instructions the program memory holds (a program is fetched into it at start).
     ln_lanes : int
         Elements the LayerNorm unit takes per cycle.
+    ln_scalar_stages : int
+        Copies of LayerNorm's per-token stage (variance, square root, reciprocal: ~70 cycles
+        at D = 192), taking tokens in turn so that a token leaves every
+        ``max(D / ln_lanes, 71 / ln_scalar_stages)`` cycles (``ln_banks`` token banks).
     load_queue_depth : int
         LOAD commands the sequencer can hand to the DDR load engine ahead of the one it runs
         (weights and constants stream in while the sequencer goes on issuing compute).
@@ -135,7 +139,8 @@ class AccelConfig:
     a_word_bytes: int = 32
     const_words: int = 128
     imem_words: int = 1024
-    ln_lanes: int = 4
+    ln_lanes: int = 8
+    ln_scalar_stages: int = 4
     load_queue_depth: int = 4
     uram_min_bytes: int = 64 * 1024
 
@@ -291,6 +296,11 @@ class AccelConfig:
         return self.max_dim // self.ln_lanes
 
     @property
+    def ln_banks(self) -> int:
+        """LayerNorm token banks: one filling, one per scalar stage, one emitting."""
+        return max(3, self.ln_scalar_stages + 2)
+
+    @property
     def score_row_words(self) -> int:
         """SCORE words per attention row (``max_tokens`` scores, ``array_cols`` per word)."""
         return math.ceil(self.max_tokens / self.array_cols)
@@ -376,10 +386,11 @@ DEFAULT = AccelConfig()
 # Small parameters for unit tests (a 64-bit bus, 8-beat bursts); a whole accelerator too.
 SMALL_TEST = AccelConfig(array_rows=4, array_cols=8, axi_data_width=64, axi_masters=1,
                          max_burst_beats=8, weight_buffer_bytes=4096, token_buffer_bytes=16384,
-                         a_word_bytes=4, experts=4)
+                         a_word_bytes=4, experts=4, ln_lanes=4, ln_scalar_stages=1)
 # The whole accelerator sized for the `nano` model on a 4×4 array (Amaranth-simulator e2e tests).
 NANO = AccelConfig(array_rows=4, array_cols=4, axi_data_width=32, axi_masters=1,
                    max_burst_beats=16, weight_buffer_bytes=256 * 64, token_buffer_bytes=24 * 1024,
                    max_tokens=33, max_k=256, max_n=384, max_dim=64, experts=4, top_k=2,
-                   a_word_bytes=2, const_words=256, imem_words=512, clock_mhz=100.0, ln_lanes=1)
+                   a_word_bytes=2, const_words=256, imem_words=512, clock_mhz=100.0, ln_lanes=1,
+                   ln_scalar_stages=1)
 CONFIGS = {"default": DEFAULT, "nano": NANO, "small-test": SMALL_TEST}

@@ -92,7 +92,8 @@ class Compute(wiring.Component):
         self.lanes = VectorLanes(C, cfg.max_tokens, cfg.res_tiles, cfg.const_rows,
                                  cfg.max_tokens, m_width=cfg.token_bits, tn_width=cfg.tn_bits,
                                  acc_width=cfg.acc_width)
-        self.layernorm = LayerNorm(cfg.max_dim, lanes=cfg.ln_lanes, gamma_frac=ops.LN_GAMMA_FRAC)
+        self.layernorm = LayerNorm(cfg.max_dim, lanes=cfg.ln_lanes, gamma_frac=ops.LN_GAMMA_FRAC,
+                                   banks=cfg.ln_banks, scalar_stages=cfg.ln_scalar_stages)
         self.softmax = Softmax(max_len=cfg.max_tokens, out_frac=8, out_bits=8, in_width=32)
         self.router = Router(cfg.experts, cfg.top_k, cfg.max_tokens, in_width=32)
         self.act = Scratchpad(cfg, data.ArrayLayout(unsigned(8), C), cfg.act_words,

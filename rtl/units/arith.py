@@ -53,7 +53,7 @@ def ceil_q16(t: Value) -> Value:
 
 def banked_row_schedule(lengths: list[int], banks: int, fill_latency: int, scalar_cycles: int,
                         out_latency: int, spans: list[int] | None = None,
-                        gap: int = 0) -> list[tuple[int, int]]:
+                        gap: int = 0, scalar_stages: int = 1) -> list[tuple[int, int]]:
     """Cycle formula shared by the banked row units (softmax, LayerNorm).
 
     Such a unit writes a row (``lengths[r]`` beats) into one of ``banks`` row banks while
@@ -65,7 +65,7 @@ def banked_row_schedule(lengths: list[int], banks: int, fill_latency: int, scala
 
         a_r    = max(a_{r-1} + S_{r-1} + gap, free_{r-banks})  first beat accepted
         f_r    = a_r + S_r - 1 + fill_latency                 bank filled (statistics final)
-        x_r    = max(f_r, y_{r-1} + 1)                        per-row computation starts
+        x_r    = max(f_r, y_{r-P} + 1, x_{r-1} + 1)           per-row computation starts
         y_r    = x_r + scalar_cycles                          its result is ready
         z_r    = max(y_r + 1, z_{r-1} + L_{r-1})              emit pass loads the row's constants
         free_r = z_r + L_r + 1                                bank reusable
@@ -73,12 +73,13 @@ def banked_row_schedule(lengths: list[int], banks: int, fill_latency: int, scala
 
     ``S_r`` (``spans``, default ``L_r``) is the cycles row ``r``'s input takes from its first to
     just after its last beat, and ``gap`` the idle cycles between rows: a feeder with read
-    cycles between its words (the score feeder) offers its rows that way.
+    cycles between its words (the score feeder) offers its rows that way. ``P``
+    (``scalar_stages``) copies of the per-row computation take rows in turn, in row order.
     """
-    if banks < 1:
-        raise ValueError("banks must be >= 1")
+    if banks < 1 or scalar_stages < 1:
+        raise ValueError("banks and scalar_stages must be >= 1")
     spans = list(lengths) if spans is None else list(spans)
-    a, y, z, free, out = [], [], [], [], []
+    a, x, y, z, free, out = [], [], [], [], [], []
     for r, n in enumerate(lengths):
         if n < 1:
             raise ValueError("rows have at least one beat")
@@ -86,9 +87,11 @@ def banked_row_schedule(lengths: list[int], banks: int, fill_latency: int, scala
         if r >= banks:
             ar = max(ar, free[r - banks])
         fr = ar + spans[r] - 1 + fill_latency
-        xr = fr if r == 0 else max(fr, y[-1] + 1)
+        xr = fr if r == 0 else max(fr, x[-1] + 1)
+        if r >= scalar_stages:
+            xr = max(xr, y[r - scalar_stages] + 1)
         yr = xr + scalar_cycles
         zr = yr + 1 if r == 0 else max(yr + 1, z[-1] + lengths[r - 1])
-        a.append(ar), y.append(yr), z.append(zr), free.append(zr + n + 1)
+        a.append(ar), x.append(xr), y.append(yr), z.append(zr), free.append(zr + n + 1)
         out.append((ar, zr + n + out_latency - 1))
     return out

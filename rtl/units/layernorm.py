@@ -67,6 +67,10 @@ class LayerNorm(wiring.Component):
     banks : int
         Token buffers (>= 2; the default 3 streams tokens of ``B >= scalar_cycles + 1`` beats
         at full rate).
+    scalar_stages : int
+        Copies of the per-token stage (variance, square root, reciprocal), taking tokens in
+        turn: with ``P`` of them and enough banks a token leaves every
+        ``max(B, (scalar_cycles + 1) / P)`` cycles.
 
     Attributes
     ----------
@@ -81,7 +85,7 @@ class LayerNorm(wiring.Component):
     """
 
     def __init__(self, max_dim: int, lanes: int = 1, gamma_frac: int = 10, eps_width: int = 32,
-                 beta_width: int = 48, banks: int = 3):
+                 beta_width: int = 48, banks: int = 3, scalar_stages: int = 1):
         problems = []
         if lanes < 1:
             problems.append(f"lanes must be >= 1, got {lanes}")
@@ -97,15 +101,19 @@ class LayerNorm(wiring.Component):
             problems.append("beta_width must be in 2..60")
         if banks < 2:
             problems.append("banks must be >= 2")
+        if not 1 <= scalar_stages <= banks:
+            problems.append(f"scalar_stages must be in 1..banks ({banks}), got {scalar_stages}")
         if problems:
             raise ValueError("LayerNorm: " + "; ".join(problems))
         self.max_dim, self.lanes, self.banks = max_dim, lanes, banks
+        self.scalar_stages = scalar_stages
         self.gamma_frac, self.eps_width, self.beta_width = gamma_frac, eps_width, beta_width
         self.max_beats = max_dim // lanes
         self.s1_width = bits_for(max_dim << 15) + 1                  # signed
         self.s2_width = bits_for(max_dim << 30)
         self.v_width = max(bits_for((max_dim * max_dim) << 30), eps_width) + 1
-        self.sqrt = IntSqrt(self.v_width)
+        self.sqrts = [IntSqrt(self.v_width) for _ in range(scalar_stages)]
+        self.sqrt = self.sqrts[0]
         self.q_width = self.sqrt.digits
         self.recip_bits = ops.LN_RECIP_BITS + 1                      # q >= 1: R <= 2**40
         self.d_width = bits_for(max_dim << 16) + 2                   # D·r − S1, signed
@@ -138,16 +146,16 @@ class LayerNorm(wiring.Component):
 
         One token alone takes ``2 B + 8 + scalar_cycles`` cycles from its first beat to its
         last output beat (B = D / lanes beats); in steady state the average period is
-        ``max(B, scalar_cycles + 1, (2 B + 3 + scalar_cycles) / banks)`` cycles per token.
+        ``max(B, (scalar_cycles + 1) / P, (2 B + 3 + scalar_cycles) / banks)`` cycles per token
+        (P = ``scalar_stages``).
         """
         return banked_row_schedule(beats, self.banks, LN_FILL_LATENCY, self.scalar_cycles(),
-                                   LN_OUT_LATENCY)
+                                   LN_OUT_LATENCY, scalar_stages=self.scalar_stages)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.tokens = self.tokens
         m.submodules.gamma_beta = self.gamma_beta
-        m.submodules.sqrt = sqrt = self.sqrt
         NL, NB, MB = self.lanes, self.banks, self.max_beats
         beats_shape = range(MB + 1)
 
@@ -209,37 +217,14 @@ class LayerNorm(wiring.Component):
                              bstate[a1["bank"]].eq(BankState.FILLED)]
 
         # ------------------------------------------ per token: V, isqrt, reciprocal
-        m.submodules.recip = div = ReciprocalDivider(ops.LN_RECIP_BITS, self.q_width,
-                                                     self.recip_bits)
+        # Filled banks go, in ring order, to the scalar stages in turn.
         s_bank = Signal(range(NB))
-        state = Signal(_Scalar)
-        d_s2 = Signal(self.s2_width + bits_for(self.max_dim))
-        s1_sq = Signal(2 * self.s1_width)
-        v = Signal(self.v_width)
-        m.d.comb += [sqrt.i.payload.eq(v), sqrt.i.valid.eq(state == _Scalar.SQRT),
-                     div.i.payload.eq(sqrt.o.payload),
-                     div.i.valid.eq(sqrt.o.valid & (state == _Scalar.WAIT_SQRT)),
-                     sqrt.o.ready.eq(div.i.ready & (state == _Scalar.WAIT_SQRT)),
-                     div.o.ready.eq(state == _Scalar.WAIT_DIV)]
-        with m.Switch(state):
-            with m.Case(_Scalar.IDLE):
-                with m.If(bstate[s_bank] == BankState.FILLED):
-                    s1b = b_s1[s_bank]
-                    m.d.sync += [d_s2.eq(b_s2[s_bank] * (b_beats[s_bank] * NL)),
-                                 s1_sq.eq(s1b * s1b), state.eq(_Scalar.VAR)]
-            with m.Case(_Scalar.VAR):
-                m.d.sync += [v.eq(d_s2 - s1_sq + self.eps), state.eq(_Scalar.SQRT)]
-            with m.Case(_Scalar.SQRT):
-                with m.If(sqrt.i.ready):
-                    m.d.sync += state.eq(_Scalar.WAIT_SQRT)
-            with m.Case(_Scalar.WAIT_SQRT):
-                with m.If(div.i.valid & div.i.ready):
-                    m.d.sync += state.eq(_Scalar.WAIT_DIV)
-            with m.Case(_Scalar.WAIT_DIV):
-                with m.If(div.o.valid):
-                    m.d.sync += [b_r[s_bank].eq(div.o.payload),
-                                 bstate[s_bank].eq(BankState.READY), s_bank.eq(ring.next(s_bank)),
-                                 state.eq(_Scalar.IDLE)]
+        s_next = Signal(range(self.scalar_stages))
+        idle = [self._scalar_stage(m, k, s_bank, s_next, ring, b_s1, b_s2, b_beats, b_r)
+                for k in range(self.scalar_stages)]
+        with m.If((bstate[s_bank] == BankState.FILLED) & Array(idle)[s_next]):
+            m.d.sync += [s_bank.eq(ring.next(s_bank)),
+                         s_next.eq(Mux(s_next == self.scalar_stages - 1, 0, s_next + 1))]
 
         # ------------------------------------------------------------- pass 2: emit
         advance = Signal()
@@ -285,3 +270,42 @@ class LayerNorm(wiring.Component):
                              y.eq(n * gb3.gamma[j] + gb3.beta[j]),
                              self.o.payload.y[j].eq(saturate(round_shift(y, shift_out), 8))]
         return m
+
+    def _scalar_stage(self, m, k, s_bank, s_next, ring, b_s1, b_s2, b_beats, b_r):
+        """Scalar stage ``k``: takes the filled bank ``s_bank`` when it is idle and its turn
+        (``s_next == k``), forms V, its square root and the reciprocal, marks the bank READY.
+        Returns its idle flag."""
+        NL = self.lanes
+        sqrt = m.submodules[f"sqrt{k}" if k else "sqrt"] = self.sqrts[k]
+        div = m.submodules[f"recip{k}" if k else "recip"] = ReciprocalDivider(
+            ops.LN_RECIP_BITS, self.q_width, self.recip_bits)
+        bank = Signal(range(self.banks), name=f"s{k}_bank")
+        state = Signal(_Scalar, name=f"s{k}_state")
+        d_s2 = Signal(self.s2_width + bits_for(self.max_dim), name=f"s{k}_dS2")
+        s1_sq = Signal(2 * self.s1_width, name=f"s{k}_S1sq")
+        v = Signal(self.v_width, name=f"s{k}_V")
+        bstate = ring.state
+        m.d.comb += [sqrt.i.payload.eq(v), sqrt.i.valid.eq(state == _Scalar.SQRT),
+                     div.i.payload.eq(sqrt.o.payload),
+                     div.i.valid.eq(sqrt.o.valid & (state == _Scalar.WAIT_SQRT)),
+                     sqrt.o.ready.eq(div.i.ready & (state == _Scalar.WAIT_SQRT)),
+                     div.o.ready.eq(state == _Scalar.WAIT_DIV)]
+        with m.Switch(state):
+            with m.Case(_Scalar.IDLE):
+                with m.If((bstate[s_bank] == BankState.FILLED) & (s_next == k)):
+                    s1b = b_s1[s_bank]
+                    m.d.sync += [d_s2.eq(b_s2[s_bank] * (b_beats[s_bank] * NL)),
+                                 s1_sq.eq(s1b * s1b), bank.eq(s_bank), state.eq(_Scalar.VAR)]
+            with m.Case(_Scalar.VAR):
+                m.d.sync += [v.eq(d_s2 - s1_sq + self.eps), state.eq(_Scalar.SQRT)]
+            with m.Case(_Scalar.SQRT):
+                with m.If(sqrt.i.ready):
+                    m.d.sync += state.eq(_Scalar.WAIT_SQRT)
+            with m.Case(_Scalar.WAIT_SQRT):
+                with m.If(div.i.valid & div.i.ready):
+                    m.d.sync += state.eq(_Scalar.WAIT_DIV)
+            with m.Case(_Scalar.WAIT_DIV):
+                with m.If(div.o.valid):
+                    m.d.sync += [b_r[bank].eq(div.o.payload),
+                                 bstate[bank].eq(BankState.READY), state.eq(_Scalar.IDLE)]
+        return state == _Scalar.IDLE

@@ -197,3 +197,41 @@ def test_small_model_width_four_lanes_back_pressure():
                     -32768, 32767).astype(np.int64)
             for s in (1, 30, 3000, 20000, 9, 400, 12000, 70)]
     check(dut, toks, gamma, beta, eps=int(rng.integers(1, 1 << 20)), ready_prob=0.7, seed=2)
+
+
+def test_scalar_stages_tiny_width_eight_lanes():
+    """D = 192, 8 lanes, 4 scalar stages, 6 banks (the default config's unit): bit- and
+    cycle-exact, and in steady state a token every max(B, (scalar_cycles + 1) / 4) = 24 cycles."""
+    rng = np.random.default_rng(28)
+    D, NL = 192, 8
+    dut = LayerNorm(max_dim=D, lanes=NL, banks=6, scalar_stages=4)
+    B = D // NL
+    assert (dut.scalar_cycles() + 1) / 4 <= B
+    gamma, beta = constants(rng, D)
+    toks = [np.clip(rng.normal(0, s, D), -32768, 32767).astype(np.int64)
+            for s in (40, 900, 3000, 12000, 7, 20000, 500, 2500, 60, 16000)]
+    info = check(dut, toks, gamma, beta, eps=33)
+    ends = [e for _, e in dut.schedule([B] * len(toks))]
+    assert all(b - a == B for a, b in zip(ends[3:], ends[4:])), ends
+    assert info["last"] - info["first"] == ends[-1]
+
+
+def test_scalar_stages_back_pressure_and_mixed_widths():
+    """Three stages over five banks, tokens of random widths, output back-pressure."""
+    rng = np.random.default_rng(29)
+    D, NL = 64, 4
+    dut = LayerNorm(max_dim=D, lanes=NL, banks=5, scalar_stages=3)
+    gamma, beta = constants(rng, D)
+    toks = [np.clip(rng.normal(0, s, NL * int(rng.integers(1, D // NL + 1))), -32768,
+                    32767).astype(np.int64) for s in (5, 300, 9000, 30000, 70, 1200, 4)]
+    check(dut, toks, gamma, beta, eps=9, ready_prob=0.6, seed=4)
+
+
+def test_scalar_stages_validation():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for kw in ({"max_dim": 8, "scalar_stages": 0}, {"max_dim": 8, "banks": 2,
+                                                       "scalar_stages": 3}):
+            with pytest.raises(ValueError, match="scalar_stages"):
+                LayerNorm(**kw)
+        gc.collect()
