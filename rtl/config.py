@@ -116,7 +116,7 @@ class AccelConfig:
         config, which would not fit the XCZU7EV's block RAM beside the weight banks); 0: never.
     """
 
-    array_rows: int = 32
+    array_rows: int = 33
     array_cols: int = 32
     operand_width: int = 8
     acc_width: int = 32
@@ -217,6 +217,10 @@ class AccelConfig:
         if self.max_dim % self.ln_lanes or C % self.ln_lanes:
             p.append(f"ln_lanes ({self.ln_lanes}) must divide max_dim ({self.max_dim}) and "
                      f"array_cols ({C})")
+        if self.ln_scalar_stages > 8:
+            p.append(f"ln_scalar_stages must be in 1..8, got {self.ln_scalar_stages}")
+        if self.load_queue_depth > 64:
+            p.append(f"load_queue_depth must be in 1..64, got {self.load_queue_depth}")
         if self.max_dim > 1024:
             p.append("max_dim must be <= 1024 (LayerNorm's proven widths)")
         if self.weight_buffer_bytes < C:
