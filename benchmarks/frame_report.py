@@ -11,15 +11,17 @@ scene as input (``--scene N``), so routing and expert loads are the trained mode
 model of the figures quoted before a trained ``tiny`` shipped.
 
 For each task (run back to back on the same image, through the firmware driver) it checks
-the output against the integer reference bit for bit and prints: cycles per layer (sequencer
-timeline: from a layer's first instruction issue to the next layer's), cycles per unit (the
-performance counters), matrix-engine utilisation (useful MACs / (cycles x R x C), expert MACs from
-the reference's routing), DDR bytes, weight-stall cycles, the gap between frames (task switch),
-the on-chip memory of this design beside a naive one that keeps every expert of a MoE layer on
-chip, and the frame time at the accelerator config's clock (``clock_mhz``; ``--clock-mhz`` for
-another, labelled as such) beside published ZCU102 accelerators. Frames run on the compiled
-Verilator harness (``rtl/sim/compiled.py``): a cold build of the default config takes ~3 min
-(cached afterwards), a ``tiny`` frame ~45 s.
+the output against the integer reference bit for bit and prints: cycles per cause (the cause
+counters, ``rtl.control.causes``: every busy cycle has exactly one cause, so ``unattributed`` is
+0), cycles per layer as work done and their causes (the ``work`` trace: each cycle goes to the
+layer of the instruction it was spent on), the weight-stall cycles per instruction, cycles per
+unit (the busy counters, which overlap), utilisation (``PERF_MACS`` / (cycles x R x C), checked
+against the reference's MAC count), DDR bytes, the gap between frames (task switch), the on-chip
+memory of this design beside a naive one that keeps every expert of a MoE layer on chip, and the
+frame time at the accelerator config's clock (``clock_mhz``; ``--clock-mhz`` for another,
+labelled as such) beside published ZCU102 accelerators. Frames run on the compiled Verilator
+harness (``rtl/sim/compiled.py``): a cold build of the default config takes ~3-5 min (cached
+afterwards), a ``tiny`` frame ~1.5-2.5 min.
 """
 
 from __future__ import annotations
