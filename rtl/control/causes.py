@@ -11,20 +11,14 @@ padding (the rows of a tile beyond the matrix's last row, the columns beyond its
 
 from __future__ import annotations
 
-import enum
+from rtl.control.textenum import TextIntEnum
 
 __all__ = ["Cause", "counted_causes", "cause_counter"]
 
 
-class Cause(enum.IntEnum):
+class Cause(TextIntEnum):
     """A cycle's cause; ``text`` is the documented meaning. A plain :class:`enum.IntEnum`
     (Amaranth takes it as a shape; the register map imports it without Amaranth)."""
-
-    def __new__(cls, value: int, text: str):
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member.text = text
-        return member
 
     NONE = 0, "no program running (not counted)"
     ARRAY = 1, "the array steps through K (useful MACs and tile padding: see PERF_MACS)"

@@ -4,19 +4,13 @@ map documents them, the firmware decodes them and the tests match them. A plain
 
 from __future__ import annotations
 
-import enum
+from rtl.control.textenum import TextIntEnum
 
 __all__ = ["ErrorCode"]
 
 
-class ErrorCode(enum.IntEnum):
+class ErrorCode(TextIntEnum):
     """STATUS.error_code values; ``text`` is the documented meaning."""
-
-    def __new__(cls, value: int, text: str):
-        member = int.__new__(cls, value)
-        member._value_ = value
-        member.text = text
-        return member
 
     NONE = 0, "none"
     DMA_READ = 1, "DMA read error (RRESP not OKAY: address outside DDR or not mapped)"
