@@ -368,9 +368,11 @@ class _Compiler:
                 q = self.act_qkv + h * hd // C
                 k = self.act_qkv + (D + h * hd) // C
                 v = self.act_qkv + (2 * D + h * hd) // C
-                prog.emit(Op.BLOAD, nh + ".keys", src=k, stride=3 * dw, rows=T, words=hd // C,
-                          transpose=1, b_offset=self.b_scratch)
-                self.matmul(nh + ".logits", m=T, k=hd, n=T, a_addr=q, a_stride=3 * dw,
+                # the scores transposed, Sᵀ = K·Qᵀ: a SCORE word is one key against C
+                # queries, so the softmax takes softmax_lanes queries side by side
+                prog.emit(Op.BLOAD, nh + ".queries", src=q, stride=3 * dw, rows=T,
+                          words=hd // C, transpose=1, b_offset=self.b_scratch)
+                self.matmul(nh + ".logits", m=T, k=hd, n=T, a_addr=k, a_stride=3 * dw,
                             b_offset=self.b_scratch, const_base=logit_row, bits=32,
                             dest=OutDest.SCORE)
                 prog.emit(Op.SOFTMAX, nh + ".softmax", rows=T, length=T, d_addr=self.act_p,

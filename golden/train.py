@@ -57,19 +57,28 @@ def _flip(images, targets, mask):
 def train(cfg: ModelConfig, images: torch.Tensor, targets: dict, *, steps: int, batch_size: int,
           lr: float, weight_decay: float, depth_weight: float, seed: int, out: Path,
           save_every: int, resume: dict | None = None, stop_at: int | None = None,
-          log=None) -> M3ViT:
+          init: dict | None = None, log=None) -> M3ViT:
     log = log or (lambda message: print(message, flush=True))
     torch.manual_seed(seed)
     model = M3ViT(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     start, elapsed = 0, 0.0
+    stages = []  # earlier runs these weights continue (``init``): their commands and steps
+    if init is not None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in init["state_dict"].items()})
+        stages = list(init.get("stages", [])) + [
+            {k: init.get(k) for k in ("command", "steps", "train_seconds", "train_args")}]
+        log(f"starting from the weights of {len(stages)} earlier run(s), "
+            f"{sum(stage['steps'] or 0 for stage in stages)} steps")
     if resume is not None:
         model.load_state_dict(resume["state_dict"])
         opt.load_state_dict(resume["optimizer"])
         gen.set_state(resume["generator"])
         torch.set_rng_state(resume["torch_rng"])
         start, elapsed = resume["step"], resume["train_seconds"]
+        stages = list(resume.get("stages", []))
         log(f"resumed at step {start}/{steps}")
     stats = training_stats(targets, model)
     history = list(resume.get("history", [])) if resume is not None else []
@@ -79,7 +88,7 @@ def train(cfg: ModelConfig, images: torch.Tensor, targets: dict, *, steps: int, 
         save_checkpoint(out, model, optimizer=opt.state_dict(), generator=gen.get_state(),
                         torch_rng=torch.get_rng_state(), step=step, steps=steps,
                         train_seconds=elapsed + time.perf_counter() - t0, train_stats=stats,
-                        history=history,
+                        history=history, stages=stages,
                         train_args={"batch_size": batch_size, "lr": lr, "seed": seed,
                                     "weight_decay": weight_decay, "depth_weight": depth_weight,
                                     "train_images": len(images)})
@@ -147,6 +156,9 @@ def main(argv=None) -> int:
                         help="model configuration (default nano)")
     parser.add_argument("--out", type=out_file, default="runs/nano.pt", help="checkpoint to write")
     parser.add_argument("--resume", help="continue from this checkpoint (same arguments)")
+    parser.add_argument("--init", help="start from this checkpoint's weights (e.g. an exported "
+                        "golden/checkpoints/*.pt) with a fresh optimizer and schedule; the earlier "
+                        "run's command is kept in the new checkpoint's stages")
     parser.add_argument("--steps", type=positive_int, default=9000, help="optimizer steps (default 9000)")
     parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--lr", type=positive_float, default=1e-3)
@@ -189,6 +201,19 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         cfg = ModelConfig.from_dict(resume["config"])
+    init = None
+    if args.init:
+        if args.resume:
+            parser.error("--init starts a new run; --resume continues one (give one of them)")
+        try:
+            init = load_checkpoint(args.init)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if ModelConfig.from_dict(init["config"]) != cfg:
+            print(f"error: {args.init} holds a {init['config'].get('name')!r} model whose "
+                  f"configuration differs from --config {args.config}", file=sys.stderr)
+            return 2
     if args.resize_labels and not args.data:
         print("error: --resize-labels applies to --data FOLDER only", file=sys.stderr)
         return 2
@@ -203,13 +228,13 @@ def main(argv=None) -> int:
     model = train(cfg, images, targets, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   weight_decay=args.weight_decay, depth_weight=args.depth_weight, seed=args.seed,
                   out=Path(args.out), save_every=args.save_every, resume=resume,
-                  stop_at=args.stop_at)
+                  stop_at=args.stop_at, init=init)
     if args.export:
         full = load_checkpoint(args.out)
         save_checkpoint(args.export, model, half=args.export_dtype == "float16",
                         train_stats=full["train_stats"], history=full.get("history", []),
                         train_seconds=full["train_seconds"], steps=full["steps"],
-                        train_args=full["train_args"],
+                        train_args=full["train_args"], stages=full.get("stages", []),
                         command="python -m golden.train " + " ".join(argv or sys.argv[1:]))
         print(f"exported weights-only checkpoint {args.export}")
     if args.eval_scenes:

@@ -107,6 +107,10 @@ class AccelConfig:
         Copies of LayerNorm's per-token stage (variance, square root, reciprocal: ~70 cycles
         at D = 192), taking tokens in turn so that a token leaves every
         ``max(D / ln_lanes, 71 / ln_scalar_stages)`` cycles (``ln_banks`` token banks).
+    softmax_lanes : int
+        Attention rows (queries) the softmax unit takes side by side, one score each per cycle
+        (divides ``array_cols``: a SCORE word holds the scores of ``array_cols`` queries for one
+        key, so each word feeds ``array_cols / softmax_lanes`` query groups).
     load_queue_depth : int
         LOAD commands the sequencer can hand to the DDR load engine ahead of the one it runs
         (weights and constants stream in while the sequencer goes on issuing compute).
@@ -141,6 +145,7 @@ class AccelConfig:
     imem_words: int = 1024
     ln_lanes: int = 8
     ln_scalar_stages: int = 4
+    softmax_lanes: int = 16
     load_queue_depth: int = 4
     uram_min_bytes: int = 64 * 1024
 
@@ -219,6 +224,9 @@ class AccelConfig:
                      f"array_cols ({C})")
         if self.ln_scalar_stages > 8:
             p.append(f"ln_scalar_stages must be in 1..8, got {self.ln_scalar_stages}")
+        if C % self.softmax_lanes or self.softmax_lanes > 64:
+            p.append(f"softmax_lanes ({self.softmax_lanes}) must divide array_cols ({C}) and "
+                     "be <= 64")
         if self.load_queue_depth > 64:
             p.append(f"load_queue_depth must be in 1..64, got {self.load_queue_depth}")
         if self.max_dim > 1024:
@@ -390,11 +398,12 @@ DEFAULT = AccelConfig()
 # Small parameters for unit tests (a 64-bit bus, 8-beat bursts); a whole accelerator too.
 SMALL_TEST = AccelConfig(array_rows=4, array_cols=8, axi_data_width=64, axi_masters=1,
                          max_burst_beats=8, weight_buffer_bytes=4096, token_buffer_bytes=16384,
-                         a_word_bytes=4, experts=4, ln_lanes=4, ln_scalar_stages=1)
+                         a_word_bytes=4, experts=4, ln_lanes=4, ln_scalar_stages=1,
+                         softmax_lanes=8)
 # The whole accelerator sized for the `nano` model on a 4×4 array (Amaranth-simulator e2e tests).
 NANO = AccelConfig(array_rows=4, array_cols=4, axi_data_width=32, axi_masters=1,
                    max_burst_beats=16, weight_buffer_bytes=256 * 64, token_buffer_bytes=24 * 1024,
                    max_tokens=33, max_k=256, max_n=384, max_dim=64, experts=4, top_k=2,
                    a_word_bytes=2, const_words=256, imem_words=512, clock_mhz=100.0, ln_lanes=1,
-                   ln_scalar_stages=1)
+                   ln_scalar_stages=1, softmax_lanes=2)
 CONFIGS = {"default": DEFAULT, "nano": NANO, "small-test": SMALL_TEST}

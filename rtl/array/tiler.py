@@ -22,16 +22,25 @@ def tile_period(k: int, rows: int, cols: int) -> int:
     return max(k, rows, cols)
 
 
-def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int) -> int:
+def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int,
+                  a_ready: list[int] | None = None) -> int:
     """Cycles from accepting a command up to the transfer of its last result row, without
     output back-pressure (each stalled cycle adds exactly one).
 
-    Tiles start every :func:`tile_period` cycles; the last tile's step K-1 reaches PE(0, C-1)
-    ``K + C`` cycles after that tile started (memory read, column skew), row 0 is read one cycle
-    later and its last emitted row ``(M-1) mod R`` that many cycles after row 0.
+    Tiles start every :func:`tile_period` cycles from cycle 1; the last tile's step K-1 reaches
+    PE(0, C-1) ``K + C`` cycles after that tile started (memory read, column skew), row 0 is
+    read one cycle later and its last emitted row ``(M-1) mod R`` that many cycles after row 0.
+    With ``a_ready`` (``a_gated``: the cycle, counted from the command's acceptance, from which
+    ``a_rows`` covers row tile ``tm``, per row tile) a row tile's first tile starts no earlier
+    than that.
     """
-    tiles = math.ceil(m / rows) * math.ceil(n / cols)
-    return (tiles - 1) * tile_period(k, rows, cols) + k + cols + 1 + (m - 1) % rows
+    tiles_m, tiles_n = math.ceil(m / rows), math.ceil(n / cols)
+    period = tile_period(k, rows, cols)
+    start = 1 - period                     # "the previous tile's start"
+    for tm in range(tiles_m):
+        start = max(start + period, a_ready[tm] if a_ready else 0)
+        start += (tiles_n - 1) * period
+    return start + k + cols + (m - 1) % rows
 
 
 def command_layout(max_m: int, max_k: int, max_n: int, b_depth: int = 1) -> data.StructLayout:
@@ -105,7 +114,11 @@ class TiledMatmul(wiring.Component):
         ``addr`` for every set ``mask`` bit (always ready; wins over ``b_load``)
     cmd : In(stream) of :func:`command_layout`
     out : Out(stream) of :func:`acc_row_layout`
+    a_rows : In(range(max_m + 1)), A rows written so far; a_gated : In(1), honour it: a row
+        tile starts only once ``a_rows`` covers its rows (the A-operand loader fills the banks
+        while earlier row tiles compute)
     busy : Out(1)
+    a_wait : Out(1), a row tile waits for its A rows
     k_step : Out(1), a cycle that feeds one of a tile's K steps (not stalled)
     period_pad : Out(1), a cycle that pads a tile to its period (K < R or C; not stalled)
     stalled : Out(1), busy but held by output back-pressure
@@ -152,7 +165,8 @@ class TiledMatmul(wiring.Component):
                 "data": data.ArrayLayout(signed(8), cols)}))),
             "cmd": In(stream.Signature(command_layout(max_m, max_k, max_n, self.b_depth))),
             "out": Out(stream.Signature(acc_row_layout(rows, cols, max_m, max_n, acc_width))),
-            "busy": Out(1),
+            "a_rows": In(range(max_m + 1)), "a_gated": In(1),
+            "busy": Out(1), "a_wait": Out(1),
             "k_step": Out(1), "period_pad": Out(1), "stalled": Out(1),
             "macs": Out(range(rows * cols + 1)),
         })
@@ -213,8 +227,13 @@ class TiledMatmul(wiring.Component):
         p.pending = Signal(range(p.n_tiles_m * p.n_tiles_n + 1))   # tiles fed, not yet drained
         p.state = Signal(_State)
         m.d.comb += self.cmd.ready.eq(p.state == _State.IDLE)
-        p.feeding = Signal()
-        m.d.comb += p.feeding.eq(p.state == _State.RUN)
+        p.feeding = Signal()             # running and the row tile's A rows are in
+        need = Signal(range(p.n_tiles_m * R + 1))
+        p.m_base_wide = Signal(range(p.n_tiles_m * R + 1))
+        m.d.comb += need.eq(Mux(p.m_base_wide + R > p.m_len, p.m_len, p.m_base_wide + R))
+        a_ready = ~self.a_gated | (self.a_rows >= need)
+        m.d.comb += [p.feeding.eq((p.state == _State.RUN) & a_ready),
+                     self.a_wait.eq((p.state == _State.RUN) & ~a_ready)]
 
     def _operands(self, m, p):
         """Operand memories: writes from the load streams, synchronous reads held while
@@ -291,7 +310,6 @@ class TiledMatmul(wiring.Component):
         R, C = self.rows, self.cols
         p.info = m.submodules.tile_info = fifo.SyncFIFO(
             width=len(self.out.payload.m) + len(self.out.payload.tn) + 1, depth=4)
-        p.m_base_wide = Signal(range(p.n_tiles_m * R + 1))
         m.d.comb += [
             p.info.w_en.eq(p.en & p.tile_start),
             p.info.w_data.eq(p.m_base_wide | (p.tn << len(self.out.payload.m))),
@@ -313,7 +331,7 @@ class TiledMatmul(wiring.Component):
                     with m.If((cmd.m != 0) & (cmd.n != 0) & (cmd.k != 0)):
                         m.d.sync += p.state.eq(_State.RUN)
             with m.Case(_State.RUN):
-                with m.If(p.en):
+                with m.If(p.en & p.feeding):
                     with m.If(p.step + 1 < p.period):
                         m.d.sync += p.step.eq(p.step + 1)
                     with m.Else():

@@ -6,9 +6,13 @@ from ``qstart``); gathered entries are also copied into the lanes' queue memory,
 expert's fc2 (``scatter``) reads. Row ``r`` goes to A bank ``r mod R`` at the row tile's base,
 one A word (``a_word_bytes``) per cycle.
 
-Timing, per row: one cycle reading the queue entry, one computing the row address (and reading
-its first ACT word), then ``ceil(k / C) × (C / a_word_bytes)`` cycles writing A words:
-:func:`a_load_cycles`.
+Timing: two cycles for the first row (reading its queue entry, then computing its address and
+reading its first ACT word), then ``W = ceil(k / C) × (C / a_word_bytes)`` cycles per row writing
+A words, rows back to back: the next row's queue entry is read while the current row's words go
+out and its first ACT word in the cycle of the current row's last word (a gathered row of a
+single word takes two cycles: its entry is read in the previous row's only cycle):
+:func:`a_load_cycles`. ``rows`` counts the rows written so far, for a tiler that starts a row
+tile as soon as its rows are in.
 """
 
 from __future__ import annotations
@@ -24,12 +28,20 @@ from rtl.config import (AccelConfig, KN_BITS, QUEUE_BITS, STRIDE_BITS, TOKEN_BIT
                         WORD_ADDR_BITS)
 from rtl.datapath.scratchpad import read_signature
 
-__all__ = ["ALoader", "a_load_cycles", "a_load_layout", "queue_entry_layout"]
+__all__ = ["ALoader", "a_load_cycles", "a_load_words", "a_load_layout", "queue_entry_layout"]
 
 
-def a_load_cycles(cfg: AccelConfig, m: int, k: int) -> int:
+def a_load_words(cfg: AccelConfig, k: int) -> int:
+    """A words (cycles) per row of reduction length ``k``."""
+    return math.ceil(k / cfg.array_cols) * cfg.a_ratio
+
+
+def a_load_cycles(cfg: AccelConfig, m: int, k: int, gather: bool = False) -> int:
     """Cycles from the start to the last A word (the engine's ``done`` cycle included)."""
-    return m * (2 + math.ceil(k / cfg.array_cols) * cfg.a_ratio)
+    w = a_load_words(cfg, k)
+    if gather and w == 1:
+        return 1 + 2 * m
+    return 2 + m * w
 
 
 def queue_entry_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -59,6 +71,7 @@ class ALoader(wiring.Component):
         takes them, the loader waits when it does not)
     queue_load : Out(stream) of ``{addr, value}`` (the lanes' queue copy; likewise)
     busy : Out(1); done : Out(1), the cycle the last A word is written
+    rows : Out(range(max_tokens + 1)), rows completely written since the command
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -75,7 +88,7 @@ class ALoader(wiring.Component):
             "queue_load": Out(stream.Signature(data.StructLayout({
                 "addr": unsigned(max(1, ceil_log2(cfg.max_tokens))),
                 "value": queue_entry_layout(cfg)}))),
-            "busy": Out(1), "done": Out(1),
+            "busy": Out(1), "done": Out(1), "rows": Out(range(cfg.max_tokens + 1)),
         })
 
     def elaborate(self, platform):
@@ -94,7 +107,7 @@ class ALoader(wiring.Component):
         tile_base = Signal(len(self.a_load.payload.addr) + 1)
         word = Signal(range(cfg.max_k // C + 2))
         sub = Signal(range(ratio))
-        row_addr = Signal(24)
+        row_addr = self._row_addr = Signal(24)
         lin_addr = Signal(24)             # a_addr + row × a_stride, kept as a running sum
         phase = Signal(2)                 # 0: read queue, 1: row address, 2: words
         word_addr = Signal(len(self.a_load.payload.addr) + 1)
@@ -105,7 +118,6 @@ class ALoader(wiring.Component):
             self.a_load.payload.addr.eq(word_addr),
             self.a_load.payload.value.eq(act_data.word_select(sub, 8 * cfg.a_word_bytes)
                                          if ratio > 1 else act_data),
-            self.queue_load.payload.addr.eq(row),
             self.queue_load.payload.value.eq(self.queue.data),
         ]
 
@@ -113,32 +125,45 @@ class ALoader(wiring.Component):
             new = self.cmd.payload
             m.d.sync += [job.eq(new), busy.eq(1), row.eq(0), bank.eq(0), tile_base.eq(0),
                          word.eq(0), sub.eq(0), phase.eq(0), lin_addr.eq(new.a_addr)]
+        m.d.comb += self.rows.eq(row)
         with m.If(busy):
             with m.Switch(phase):
                 with m.Case(0):
                     m.d.comb += [self.queue.addr.eq(job.qstart + row), self.queue.en.eq(1)]
                     m.d.sync += phase.eq(1)
                 with m.Case(1):
-                    token = Signal(cfg.token_bits)
-                    m.d.comb += token.eq(Mux(job.gather, self.queue.data.token, row))
-                    addr = Signal(24)
-                    m.d.comb += addr.eq(Mux(job.gather, job.a_addr + token * job.a_stride,
-                                            lin_addr))
-                    m.d.comb += [self.act.addr.eq(addr), self.act.en.eq(1),
-                                 self.queue_load.valid.eq(job.gather)]
-                    with m.If(~job.gather | self.queue_load.ready):
-                        m.d.sync += [row_addr.eq(addr), word.eq(0), sub.eq(0), phase.eq(2)]
+                    with m.If(self._start_row(m, job, row, lin_addr)):
+                        m.d.sync += [word.eq(0), sub.eq(0), phase.eq(2)]
                 with m.Default():
                     self._words(m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr,
                                 phase, busy)
         return m
 
+    def _start_row(self, m, job, row, lin_addr):
+        """Row ``row``'s address (through its queue entry, on ``queue.data``, when gathering),
+        the read of its first ACT word and its queue copy; returns the condition that it
+        started (the lanes took the queue copy)."""
+        token = Signal(self.cfg.token_bits)
+        addr = Signal(24)
+        m.d.comb += [token.eq(Mux(job.gather, self.queue.data.token, row)),
+                     addr.eq(Mux(job.gather, job.a_addr + token * job.a_stride, lin_addr)),
+                     self.act.addr.eq(addr), self.act.en.eq(1),
+                     self.queue_load.valid.eq(job.gather), self.queue_load.payload.addr.eq(row)]
+        ok = ~job.gather | self.queue_load.ready
+        with m.If(ok):
+            m.d.sync += self._row_addr.eq(addr)
+        return ok
+
     def _words(self, m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr, phase,
                busy):
         """Phase 2: one A word per cycle taken; the next ACT word is read with the last
-        sub-word."""
+        sub-word, and with the row's last word the next row's first."""
         R, ratio = self.cfg.array_rows, self.cfg.a_ratio
         m.d.comb += self.a_load.valid.eq(1)
+        more = row + 1 < job.m
+        with m.If(more):                  # the next row's queue entry, read ahead: on
+            m.d.comb += [self.queue.addr.eq(job.qstart + row + 1), self.queue.en.eq(1)]
+        one_word = (kw == 1) if ratio == 1 else False   # ``queue.data`` by a row's 2nd cycle
         with m.If(~self.a_load.ready):
             pass                                          # hold: the word stays offered
         with m.Elif(sub != ratio - 1):
@@ -147,11 +172,17 @@ class ALoader(wiring.Component):
             m.d.sync += [sub.eq(0), word.eq(word + 1)]
             m.d.comb += [self.act.addr.eq(row_addr + word + 1), self.act.en.eq(1)]
         with m.Else():
-            m.d.sync += [row.eq(row + 1), phase.eq(0), lin_addr.eq(lin_addr + job.a_stride)]
+            next_lin = lin_addr + job.a_stride
+            m.d.sync += [row.eq(row + 1), lin_addr.eq(next_lin), sub.eq(0), word.eq(0)]
             with m.If(bank == R - 1):
                 m.d.sync += [bank.eq(0), tile_base.eq(tile_base + kw * ratio)]
             with m.Else():
                 m.d.sync += bank.eq(bank + 1)
-            with m.If(row + 1 == job.m):
+            with m.If(~more):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
+            with m.Elif(job.gather & one_word):
+                m.d.sync += phase.eq(1)                   # its entry arrives next cycle
+            with m.Else():
+                with m.If(~self._start_row(m, job, row + 1, next_lin)):
+                    m.d.sync += phase.eq(1)               # the lanes did not take the copy

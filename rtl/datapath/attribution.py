@@ -1,9 +1,10 @@
 """The cycle cause of the compute datapath (:mod:`rtl.control.causes`): one per cycle, from the
 dispatcher's instruction and phase, the array's activity and the lanes.
 
-A MATMUL is, in priority order: its A-operand copy (``A_MOVE``), the dispatcher's issue cycle
-(``SEQUENCER``), the array held by back-pressure (``STORE`` into DDR, ``ROUTER`` into the router,
-``LANES`` into an on-chip sink), stepping through K (``ARRAY``), padding a tile to its period
+A MATMUL is, in priority order: the dispatcher's issue cycle (``SEQUENCER``), the array held by
+back-pressure (``STORE`` into DDR, ``ROUTER`` into the router, ``LANES`` into an on-chip sink), a
+row tile waiting for its A rows from the A-operand loader (``A_MOVE``), stepping through K
+(``ARRAY``), padding a tile to its period
 (``TILE_PERIOD``), the array or the lanes draining (``FILL_DRAIN``), and last the wait for the DDR
 writes' responses or the router's queues (``STORE`` / ``ROUTER``). Every other instruction is its
 unit's cause for all its cycles. ``NONE`` while the dispatcher is idle.
@@ -32,7 +33,7 @@ class CauseEncoder(wiring.Component):
     ----------
     busy : In(1), the dispatcher holds an instruction; op : In(Op); phase : In(Phase);
         sink : In(Sink)
-    tiler_busy, k_step, period_pad, stalled : In(1), the array's activity
+    tiler_busy, a_wait, k_step, period_pad, stalled : In(1), the array's activity
         (:class:`rtl.array.tiler.TiledMatmul`)
     lanes_busy : In(1), rows in the lanes or at their input; lanes_held : In(1), the lanes'
         output row waits for its sink
@@ -42,7 +43,7 @@ class CauseEncoder(wiring.Component):
     def __init__(self):
         super().__init__({
             "busy": In(1), "op": In(Op), "phase": In(Phase), "sink": In(Sink),
-            "tiler_busy": In(1), "k_step": In(1), "period_pad": In(1), "stalled": In(1),
+            "tiler_busy": In(1), "a_wait": In(1), "k_step": In(1), "period_pad": In(1), "stalled": In(1),
             "lanes_busy": In(1), "lanes_held": In(1),
             "cause": Out(Cause),
         })
@@ -70,12 +71,12 @@ class CauseEncoder(wiring.Component):
                 m.d.comb += self.cause.eq(Cause.LANES)
 
     def _matmul(self, m):
-        with m.If(self.phase == Phase.ALOAD):
-            m.d.comb += self.cause.eq(Cause.A_MOVE)
-        with m.Elif(self.phase == Phase.ISSUE):
+        with m.If(self.phase == Phase.ISSUE):
             m.d.comb += self.cause.eq(Cause.SEQUENCER)
         with m.Elif(Mux(self.tiler_busy, self.stalled, self.lanes_held)):
             self._held_by_sink(m)
+        with m.Elif(self.tiler_busy & self.a_wait):
+            m.d.comb += self.cause.eq(Cause.A_MOVE)
         with m.Elif(self.tiler_busy & self.k_step):
             m.d.comb += self.cause.eq(Cause.ARRAY)
         with m.Elif(self.tiler_busy & self.period_pad):

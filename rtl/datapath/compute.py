@@ -19,7 +19,7 @@ engines; this module only instantiates and connects them::
        │          │          │        (AXI writes)    │
       ACT       SCORE      router ──RouterCapture── QUEUE, expert list
                   │                                   LayerNorm ──┐
-           ScoreFeeder ── softmax ───────────────── Packer <──────┘ ──> ACT
+           ScoreFeeder ── softmax ── TransposePacker ──> ACT  Packer <─┘ ──> ACT
 
 ACT, SCORE and QUEUE are :class:`~rtl.datapath.scratchpad.Scratchpad`\\ s: each port has one
 owner, or a selector the dispatcher sets per instruction.
@@ -27,7 +27,7 @@ owner, or a selector the dispatcher sets per instruction.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Mux, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,6 +53,7 @@ from rtl.datapath.router_sink import RouterSink
 from rtl.datapath.row_gen import RowGen
 from rtl.datapath.score_feeder import ScoreFeeder, score_word_layout
 from rtl.datapath.score_sink import ScoreSink
+from rtl.datapath.transpose_packer import TransposePacker
 from rtl.datapath.scratchpad import Scratchpad
 from rtl.datapath.streams import PriorityMerge, StreamDemux
 from rtl.units.layernorm import LayerNorm
@@ -94,7 +95,8 @@ class Compute(wiring.Component):
                                  acc_width=cfg.acc_width)
         self.layernorm = LayerNorm(cfg.max_dim, lanes=cfg.ln_lanes, gamma_frac=ops.LN_GAMMA_FRAC,
                                    banks=cfg.ln_banks, scalar_stages=cfg.ln_scalar_stages)
-        self.softmax = Softmax(max_len=cfg.max_tokens, out_frac=8, out_bits=8, in_width=32)
+        self.softmax = Softmax(max_len=cfg.max_tokens, lanes=cfg.softmax_lanes, out_frac=8,
+                               out_bits=8, in_width=32)
         self.router = Router(cfg.experts, cfg.top_k, cfg.max_tokens, in_width=32)
         self.act = Scratchpad(cfg, data.ArrayLayout(unsigned(8), C), cfg.act_words,
                               readers=("aload", "bmove"), writers=("sink", "packer", "loader"))
@@ -107,7 +109,8 @@ class Compute(wiring.Component):
         self.engines = {
             "dispatch": Dispatcher(cfg), "aloader": ALoader(cfg), "bmover": BMover(cfg),
             "rowgen": RowGen(cfg), "feeder": ScoreFeeder(cfg),
-            "packer": Packer(cfg, lanes=cfg.ln_lanes), "act_sink": ActSink(cfg),
+            "packer": Packer(cfg, lanes=cfg.ln_lanes), "tpacker": TransposePacker(cfg),
+            "act_sink": ActSink(cfg),
             "score_sink": ScoreSink(cfg), "router_sink": RouterSink(cfg),
             "store": DdrStore(cfg), "ln_sink": LnSink(cfg), "capture": RouterCapture(cfg),
             "lanes_in": LanesInput(cfg),
@@ -154,6 +157,7 @@ class Compute(wiring.Component):
         m.d.comb += [enc.busy.eq(d.busy), enc.op.eq(d.op), enc.phase.eq(d.phase),
                      enc.sink.eq(d.sink), enc.tiler_busy.eq(t.busy), enc.k_step.eq(t.k_step),
                      enc.period_pad.eq(t.period_pad), enc.stalled.eq(t.stalled),
+                     enc.a_wait.eq(t.a_wait),
                      enc.lanes_busy.eq(lanes.busy | lanes.i.valid),
                      enc.lanes_held.eq(lanes.out.valid & ~lanes.out.ready),
                      self.cause.eq(enc.cause), self.macs.eq(t.macs), self.pc.eq(d.pc)]
@@ -183,7 +187,8 @@ class Compute(wiring.Component):
         wiring.connect(m, bm.act, self.act.rd_bmove)
         wiring.connect(m, al.a_load, self.tiler.a_load)
         wiring.connect(m, al.queue_load, self.lanes.queue_load)
-        m.d.comb += [d.aload_done.eq(al.done), d.bmove_done.eq(bm.done)]
+        m.d.comb += [d.bmove_done.eq(bm.done), self.tiler.a_rows.eq(al.rows),
+                     self.tiler.a_gated.eq(1)]
         wiring.connect(m, bm.b_word, merge.hi)
         b_wr = self.b_wr
         m.d.comb += [merge.lo.valid.eq(b_wr.valid), b_wr.ready.eq(merge.lo.ready),
@@ -230,7 +235,8 @@ class Compute(wiring.Component):
                      self.act.wr_loader.data.eq(act_wr.payload.data), act_wr.ready.eq(1)]
 
     def _units(self, m, e):
-        """Router capture, LayerNorm parameters, softmax feed, and the byte packer."""
+        """Router capture, LayerNorm parameters, the softmax's feeder and transposing packer,
+        LayerNorm's byte packer."""
         cfg = self.cfg
         d, cap, fd, pk = e["dispatch"], e["capture"], e["feeder"], e["packer"]
         ln, sm, router = self.layernorm, self.softmax, self.router
@@ -251,21 +257,19 @@ class Compute(wiring.Component):
         wiring.connect(m, fd.score, self.score.rd_feed)
         wiring.connect(m, fd.o, sm.i)
         m.d.comb += d.feed_done.eq(fd.done)
-        wiring.connect(m, d.pack, pk.cmd)
-        wiring.connect(m, pk.act, self.act.wr_packer)
-        m.d.comb += [pk.enable.eq(d.pack_enable), d.pack_done.eq(pk.done),
-                     ln.o.ready.eq(1), sm.o.ready.eq(1)]
-        self._pack_source(m, pk, d.pack_from_ln)
-
-    def _pack_source(self, m, pk, use_ln):
-        """LayerNorm (``ln_lanes`` bytes a beat) or softmax (one) into the packer."""
-        ln, sm = self.layernorm, self.softmax
-        i = pk.i
-        with m.If(use_ln):
-            m.d.comb += [i.valid.eq(ln.o.valid), i.payload.last.eq(ln.o.payload.last),
-                         i.payload.n.eq(self.cfg.ln_lanes)]
-            m.d.comb += [i.payload.bytes[j].eq(ln.o.payload.y[j])
-                         for j in range(self.cfg.ln_lanes)]
-        with m.Else():
-            m.d.comb += [i.valid.eq(sm.o.valid), i.payload.last.eq(sm.o.payload.last),
-                         i.payload.n.eq(1), i.payload.bytes[0].eq(sm.o.payload.p[0])]
+        tp, from_ln = e["tpacker"], d.pack_from_ln
+        for packer in (pk, tp):            # both take the command; the op picks the one in use
+            m.d.comb += [packer.cmd.valid.eq(d.pack.valid),
+                         packer.cmd.payload.eq(d.pack.payload)]
+        m.d.comb += d.pack.ready.eq(1)
+        wiring.connect(m, sm.o, tp.i)
+        wr = self.act.wr_packer
+        for f in ("en", "addr", "data"):
+            m.d.comb += getattr(wr, f).eq(Mux(from_ln, getattr(pk.act, f), getattr(tp.act, f)))
+        m.d.comb += [pk.enable.eq(d.pack_enable & from_ln),
+                     tp.enable.eq(d.pack_enable & ~from_ln),
+                     d.pack_done.eq(Mux(from_ln, pk.done, tp.done)), ln.o.ready.eq(1)]
+        i = pk.i                           # LayerNorm's ``ln_lanes`` bytes a beat
+        m.d.comb += [i.valid.eq(ln.o.valid), i.payload.last.eq(ln.o.payload.last),
+                     i.payload.n.eq(cfg.ln_lanes)]
+        m.d.comb += [i.payload.bytes[j].eq(ln.o.payload.y[j]) for j in range(cfg.ln_lanes)]

@@ -4,11 +4,12 @@ On accepting an instruction it latches it, sets the lanes' mode and the selector
 result sink, ACT ports) and starts the engines the instruction uses, with their operands; then
 it steps through the instruction's phases, each ending on an engine's ``done``::
 
-    MATMUL     ALOAD (A-operand loader) -> ISSUE (tiler command) -> FINISH (array, lanes, sink)
+    MATMUL     ISSUE (A-operand loader and tiler command; the tiler starts each row tile as
+               soon as its A rows are in) -> FINISH (array, lanes, sink)
     BLOAD      BMOVE (B-mover) -> FINISH
     LAYERNORM  ROWGEN (row generator -> lanes -> LayerNorm -> packer) -> FINISH (packer done)
     LANES      ROWGEN -> FINISH
-    SOFTMAX    FEED (score feeder -> softmax -> packer) -> FINISH (packer done)
+    SOFTMAX    FEED (score feeder -> softmax -> transposing packer) -> FINISH (packer done)
     LOAD       FINISH (the loader's words reach ACT or the lanes) -> loader idle
 
 and accepts the next instruction when FINISH sees everything drained.
@@ -62,12 +63,11 @@ class ActWriter(enum.Enum, shape=2):
 class Phase(enum.Enum, shape=3):
     """The dispatcher's phase of the instruction at hand."""
     IDLE = 0
-    ALOAD = 1
-    ISSUE = 2
-    BMOVE = 3
-    ROWGEN = 4
-    FEED = 5
-    FINISH = 6
+    ISSUE = 1
+    BMOVE = 2
+    ROWGEN = 3
+    FEED = 4
+    FINISH = 5
 
 
 _SINKS = ((OutDest.NONE, Sink.NONE), (OutDest.ACT, Sink.ACT), (OutDest.SCORE, Sink.SCORE),
@@ -91,7 +91,7 @@ class Dispatcher(wiring.Component):
     route_start : Out(1), a routing begins; pack_enable : Out(1), the packer takes its input;
         pack_from_ln : Out(1), its input is LayerNorm's (else the softmax's)
     tiler : Out(stream) of the array's command
-    aload_done, bmove_done, rowgen_done, feed_done, pack_done, store_done, route_done : In(1)
+    bmove_done, rowgen_done, feed_done, pack_done, store_done, route_done : In(1)
     tiler_busy, tiler_out_valid, lanes_busy, lanes_in_valid, loader_busy : In(1)
     busy : Out(1); layernorm_busy, softmax_busy, router_busy, mover_busy : Out(1) (counters)
     op : Out(Op), phase : Out(Phase), pc : Out(16) — the instruction at hand (cycle causes)
@@ -104,7 +104,7 @@ class Dispatcher(wiring.Component):
                    "pack": pack_layout(cfg), "act_sink": act_sink_layout(cfg),
                    "router_sink": router_sink_layout(cfg), "ln_sink": ln_sink_layout(cfg),
                    "store": store_layout(cfg)}
-        done = ("aload_done", "bmove_done", "rowgen_done", "feed_done", "pack_done",
+        done = ("bmove_done", "rowgen_done", "feed_done", "pack_done",
                 "store_done", "route_done", "tiler_busy", "tiler_out_valid", "lanes_busy",
                 "lanes_in_valid", "loader_busy")
         super().__init__({
@@ -168,7 +168,7 @@ class Dispatcher(wiring.Component):
                         with m.Case(od):
                             m.d.sync += sink.eq(sk)
                 empty = (new.m == 0) | (nm.k == 0) | (nm.n == 0)
-                m.d.sync += state.eq(Mux(empty, Phase.FINISH, Phase.ALOAD))
+                m.d.sync += state.eq(Mux(empty, Phase.FINISH, Phase.ISSUE))
                 self._start_matmul(m, new, empty)
             with m.Case(Op.LAYERNORM):
                 ln = na.layernorm
@@ -200,7 +200,8 @@ class Dispatcher(wiring.Component):
                 sm = na.softmax
                 m.d.sync += state.eq(Phase.FEED)
                 self._start(m, self.feed, rows=sm.rows, length=sm.length)
-                self._start(m, self.pack, d_addr=sm.d_addr, d_stride=sm.d_stride, rows=sm.rows)
+                self._start(m, self.pack, d_addr=sm.d_addr, d_stride=sm.d_stride,
+                            rows=Mux(sm.length == 0, 0, sm.rows))   # no keys: nothing to write
             with m.Default():
                 m.d.sync += state.eq(Phase.FINISH)
 
@@ -227,9 +228,6 @@ class Dispatcher(wiring.Component):
     def _phases(self, m, state, cmd, sink):
         mm = cmd.instr.args.matmul
         with m.Switch(state):
-            with m.Case(Phase.ALOAD):
-                with m.If(self.aload_done):
-                    m.d.sync += state.eq(Phase.ISSUE)
             with m.Case(Phase.ISSUE):
                 t = self.tiler
                 m.d.comb += [t.valid.eq(1), t.payload.m.eq(cmd.m), t.payload.k.eq(mm.k),

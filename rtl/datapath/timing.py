@@ -4,10 +4,10 @@ at a time; ``tests/rtl/datapath/test_compute.py`` asserts each against the RTL).
 Every instruction pays one cycle from its acceptance to its first phase and one to see its
 last effect drained; in between (``C`` = array columns, ``R`` = rows, ``VECTOR_LATENCY`` = 8):
 
-* MATMUL: the A-operand copy from ACT into the array's banks
-  (:func:`rtl.datapath.a_loader.a_load_cycles`: per row 2 + ceil(K / C) × C / a_word_bytes
-  cycles), one cycle to issue the array's command, the array
-  (:func:`rtl.array.tiler.matmul_cycles`), the lanes' pipeline. A ROUTER sink is bound by the
+* MATMUL: one cycle to issue the array's command and the A-operand copy from ACT into the
+  array's banks (:func:`rtl.datapath.a_loader.a_load_cycles`: 2 + rows × ceil(K / C) ×
+  C / a_word_bytes cycles) at once; the array (:func:`rtl.array.tiler.matmul_cycles`) starts
+  each row tile as soon as its rows are in (:func:`a_ready_cycles`), then the lanes' pipeline. A ROUTER sink is bound by the
   router (``Router.frame_cycles``, ``E`` cycles per token) from the first row on. A DDR sink
   moves a row in ``2C / axi_bytes`` (at least 2) AXI beats, so it back-pressures the lanes and,
   through their clock enable, the whole array; the cycles that adds depend on how the stalls
@@ -16,7 +16,8 @@ last effect drained; in between (``C`` = array columns, ``R`` = rows, ``VECTOR_L
 * BLOAD: the B-mover (:func:`rtl.datapath.b_mover.b_move_cycles`).
 * LANES: one row per cycle through the lanes.
 * LAYERNORM: the LayerNorm unit's banked-row schedule behind the lanes.
-* SOFTMAX: the softmax unit's schedule with the score feeder's read cycles.
+* SOFTMAX: query groups of ``softmax_lanes`` rows through the softmax unit's schedule, then
+  the transposing packer's write-out (:func:`softmax_cycles`).
 """
 
 from __future__ import annotations
@@ -29,15 +30,32 @@ from rtl.config import AccelConfig
 from rtl.datapath.a_loader import a_load_cycles
 from rtl.datapath.b_mover import b_move_cycles
 from rtl.datapath.row_gen import row_gen_cycles
+from rtl.datapath.transpose_packer import last_write_cycle
 
-__all__ = ["matmul_instr_cycles", "router_matmul_cycles", "store_matmul_bounds",
-           "bload_cycles", "lanes_cycles", "layernorm_cycles", "softmax_cycles"]
+__all__ = ["a_ready_cycles", "a_wait_cycles", "matmul_instr_cycles", "router_matmul_cycles",
+           "store_matmul_bounds", "bload_cycles", "lanes_cycles", "layernorm_cycles", "softmax_cycles"]
 
 
-def matmul_instr_cycles(cfg: AccelConfig, m: int, k: int, n: int) -> int:
-    """MATMUL into ACT, SCORE or only the lanes' state (no back-pressure)."""
-    return (1 + a_load_cycles(cfg, m, k) + 1
-            + matmul_cycles(m, k, n, cfg.array_rows, cfg.array_cols) + VECTOR_LATENCY)
+def a_ready_cycles(cfg: AccelConfig, m: int, k: int, gather: bool = False) -> list[int]:
+    """Per row tile, the cycle (from the tiler's command) from which its A rows are in: the
+    A-operand loader starts one cycle earlier and counts a row when its last word is written."""
+    R = cfg.array_rows
+    return [a_load_cycles(cfg, min(m, (tm + 1) * R), k, gather)
+            for tm in range(math.ceil(m / R))]
+
+
+def matmul_instr_cycles(cfg: AccelConfig, m: int, k: int, n: int, gather: bool = False) -> int:
+    """MATMUL into ACT, SCORE or only the lanes' state (no back-pressure): the tiler's command
+    one cycle after acceptance, each row tile as soon as its A rows are in."""
+    return (2 + matmul_cycles(m, k, n, cfg.array_rows, cfg.array_cols,
+                              a_ready_cycles(cfg, m, k, gather)) + VECTOR_LATENCY)
+
+
+def a_wait_cycles(cfg: AccelConfig, m: int, k: int, n: int, gather: bool = False) -> int:
+    """Cycles the array waits for A rows in such a MATMUL (its ``A_MOVE`` cycles)."""
+    R, C = cfg.array_rows, cfg.array_cols
+    return (matmul_cycles(m, k, n, R, C, a_ready_cycles(cfg, m, k, gather))
+            - matmul_cycles(m, k, n, R, C))
 
 
 def store_matmul_bounds(cfg: AccelConfig, m: int, k: int, n: int, w_stalls: int,
@@ -50,10 +68,11 @@ def store_matmul_bounds(cfg: AccelConfig, m: int, k: int, n: int, w_stalls: int,
 
 
 def router_matmul_cycles(cfg: AccelConfig, m: int, k: int, router) -> int:
-    """MATMUL of the gate logits into the router: the first row reaches it after the A copy,
-    the array's first row (``k + C + 1``) and the lanes, then the router sets the pace."""
-    return (1 + a_load_cycles(cfg, m, k) + k + cfg.array_cols + 1 + VECTOR_LATENCY
-            + router.frame_cycles(m))
+    """MATMUL of the gate logits into the router: the first row reaches it once the first row
+    tile's A rows are in and the array's first row (``k + C + 1``) and the lanes are through,
+    then the router sets the pace."""
+    first = max(1, a_ready_cycles(cfg, m, k)[0])
+    return first + k + cfg.array_cols + 1 + VECTOR_LATENCY + router.frame_cycles(m)
 
 
 def bload_cycles(cfg: AccelConfig, rows: int, words: int, transpose: bool) -> int:
@@ -72,7 +91,13 @@ def layernorm_cycles(cfg: AccelConfig, layernorm, rows: int, row_words: int) -> 
 
 
 def softmax_cycles(cfg: AccelConfig, softmax, rows: int, length: int) -> int:
-    """Score rows fed one score a cycle, one read cycle before each SCORE word."""
-    words = math.ceil(length / cfg.array_cols)
-    sched = softmax.schedule([length] * rows, spans=[length + words - 1] * rows, gap=1)
-    return 2 + sched[-1][1] + 1
+    """Query groups of ``softmax_lanes`` rows fed back to back after one read cycle
+    (:mod:`rtl.datapath.score_feeder`), through the softmax unit's banked-row schedule, their
+    probabilities written out by the transposing packer
+    (:func:`rtl.datapath.transpose_packer.last_write_cycle`)."""
+    if rows == 0 or length == 0:
+        return 3
+    groups = math.ceil(rows / cfg.softmax_lanes)
+    beats = [last - length + 1 + k for _, last in softmax.schedule([length] * groups)
+             for k in range(length)]
+    return 2 + last_write_cycle(cfg, rows, length, beats) + 1

@@ -3,6 +3,7 @@ cycles equal to :func:`rtl.datapath.a_loader.a_load_cycles` plus exactly the sta
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -67,19 +68,24 @@ def _operands(cfg, rng, rows=40):
     return act, queue
 
 
-@pytest.mark.parametrize("cfg", [NANO, SMALL_TEST], ids=["nano", "small-test"])
+WIDE_A = dataclasses.replace(SMALL_TEST, a_word_bytes=8)     # one A word per C bytes
+
+
+@pytest.mark.parametrize("cfg, k", [(NANO, 11), (SMALL_TEST, 23), (WIDE_A, 23), (WIDE_A, 5)],
+                         ids=["nano", "small-test", "wide-a", "wide-a-one-word"])
 @pytest.mark.parametrize("gather", [False, True], ids=["rows", "gather"])
 @pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no-stall", "stalls"])
-def test_a_words_and_cycles(cfg, gather, stall):
+def test_a_words_and_cycles(cfg, k, gather, stall):
+    """Rows back to back (a row's words, then the next row's, with no gap; a gathered row of
+    one word takes two cycles)."""
     rng = np.random.default_rng(3)
     act, queue = _operands(cfg, rng)
-    job = {"m": 7, "k": 3 * cfg.array_cols - 1, "a_addr": 5, "a_stride": 3, "gather": gather,
-           "qstart": 4}
+    job = {"m": 7, "k": k, "a_addr": 5, "a_stride": 3, "gather": gather, "qstart": 4}
     got, copies, cycles, waits = run(cfg, job, act, queue, stall=stall, seed=7)
     want, want_copies = expected(cfg, job, act, queue)
     assert got == want, first_mismatch(got, want)
     assert copies == want_copies, first_mismatch(copies, want_copies)
-    assert cycles == a_load_cycles(cfg, job["m"], job["k"]) + waits
+    assert cycles == a_load_cycles(cfg, job["m"], job["k"], gather) + waits
     assert (waits > 0) == (stall > 0)
 
 

@@ -17,13 +17,13 @@ from rtl.config import NANO, SMALL_TEST
 from rtl.control.causes import Cause, cause_counter, counted_causes
 from rtl.control.isa import Op, OutDest
 from rtl.control.registers import register_map
-from rtl.datapath.a_loader import a_load_cycles
 from rtl.datapath.attribution import CauseEncoder
 from rtl.datapath.dispatcher import Phase, Sink
+from rtl.datapath.timing import a_wait_cycles
 from tests.rtl.datapath.compute_rig import ComputeRig
 from tests.rtl.datapath.test_compute import _matmul, _matmul_operands
 
-_IN = ("busy", "tiler_busy", "k_step", "period_pad", "stalled", "lanes_busy", "lanes_held")
+_IN = ("busy", "tiler_busy", "a_wait", "k_step", "period_pad", "stalled", "lanes_busy", "lanes_held")
 
 
 def _reference(v: dict) -> Cause:
@@ -34,12 +34,12 @@ def _reference(v: dict) -> Cause:
         return {Op.LAYERNORM: Cause.LAYERNORM, Op.SOFTMAX: Cause.SOFTMAX, Op.BLOAD: Cause.B_MOVER,
                 Op.LANES: Cause.LANES, Op.LOAD: Cause.ACT_LOAD}.get(v["op"], Cause.SEQUENCER)
     held = {Sink.DDR: Cause.STORE, Sink.ROUTER: Cause.ROUTER}.get(v["sink"], Cause.LANES)
-    if v["phase"] == Phase.ALOAD:
-        return Cause.A_MOVE
     if v["phase"] == Phase.ISSUE:
         return Cause.SEQUENCER
     if (v["stalled"] if v["tiler_busy"] else v["lanes_held"]):
         return held
+    if v["tiler_busy"] and v["a_wait"]:
+        return Cause.A_MOVE
     if v["tiler_busy"] and v["k_step"]:
         return Cause.ARRAY
     if v["tiler_busy"] and v["period_pad"]:
@@ -98,7 +98,8 @@ def _check_sum(rig, cycles, what):
 @pytest.mark.parametrize("m, k, n", [(9, 13, 5), (5, 2, 7), (4, 4, 4)])
 def test_matmul_cycles_by_cause(rig, m, k, n):
     """A matmul into ACT: ARRAY = tiles x K, TILE_PERIOD = tiles x (period - K), A_MOVE = the
-    A copy, one issue cycle, the rest filling/draining; the useful MACs are M x K x N."""
+    cycles row tiles wait for their A rows, one issue cycle, the rest filling/draining; the
+    useful MACs are M x K x N."""
     cfg = rig.cfg
     R, C = cfg.array_rows, cfg.array_cols
     _matmul_operands(rig, np.random.default_rng(m + k), m, k, n)
@@ -106,7 +107,8 @@ def test_matmul_cycles_by_cause(rig, m, k, n):
     tiles = math.ceil(m / R) * math.ceil(n / C)
     got = rig.tally.counts
     want = {Cause.ARRAY: tiles * k, Cause.TILE_PERIOD: tiles * (tile_period(k, R, C) - k),
-            Cause.A_MOVE: a_load_cycles(cfg, m, k), Cause.SEQUENCER: 1}
+            Cause.A_MOVE: a_wait_cycles(cfg, m, k, n), Cause.SEQUENCER: 1}
+    assert want[Cause.A_MOVE] > 0
     for cause, n_want in want.items():
         assert got[cause] == n_want, f"{cause.name}: {got[cause]} cycles, expected {n_want}"
     assert set(got) <= {*want, Cause.FILL_DRAIN}, dict(got)

@@ -164,7 +164,7 @@ def test_router_then_one_expert_gather_and_scatter(rig):
                        out_bits=OutBits.INT8.value, dest=OutDest.ACT, d_addr=500, d_stride=1)
     h = ops.requantize(ops.matmul(x[q], w1.T), [1 << 14] * hidden, [10] * hidden, 8)
     _assert_equal(rig.act_rows(500, len(q), hidden, stride=1), h, "gathered fc1 rows")
-    assert cycles == timing.matmul_instr_cycles(cfg, len(q), k, hidden)
+    assert cycles == timing.matmul_instr_cycles(cfg, len(q), k, hidden, gather=True)
     w2 = rng.integers(-128, 128, (k, hidden))
     rig.load_b(128, w2)
     rig.load_const(16, [0] * k, [1 << 14] * k, [6] * k)
@@ -218,21 +218,27 @@ def test_layernorm(rig):
     assert cycles == timing.layernorm_cycles(cfg, rig.dut.layernorm, 3, 2)
 
 
-def test_softmax(rig):
+@pytest.mark.parametrize("rows, length", [(3, None), (None, 5)], ids=["3-queries", "all-queries"])
+def test_softmax(rig, rows, length):
+    """SCORE holds the scores transposed (a matmul of keys by queries, ``Sᵀ = K·Qᵀ``); SOFTMAX
+    writes each query's probabilities as a row."""
     cfg = rig.cfg
     C = cfg.array_cols
     rng = np.random.default_rng(12)
-    rows, length = 3, 2 * C + 1
-    a = rng.integers(-128, 128, (rows, C))
-    b = rng.integers(-128, 128, (length, C))
-    rig.load_act(0, a)
-    rig.load_b(0, b)
-    rig.load_const(0, [0] * length, [1 << 14] * length, [14] * length)
-    rig.instr(Op.MATMUL, m=rows, a_addr=0, a_stride=1, k=C, n=length, a_signed=1,
+    rows = rows or cfg.max_tokens
+    length = length or 2 * C + 1
+    q = rng.integers(-128, 128, (rows, C))
+    k = rng.integers(-128, 128, (length, C))
+    rig.load_act(0, k)
+    rig.load_b(0, q)
+    rig.load_const(0, [0] * rows, [1 << 14] * rows, [14] * rows)
+    rig.instr(Op.MATMUL, m=length, a_addr=0, a_stride=1, k=C, n=rows, a_signed=1,
               out_bits=OutBits.INT32.value, dest=OutDest.SCORE)
-    cycles = rig.instr(Op.SOFTMAX, rows=rows, length=length, d_addr=200, d_stride=4)
-    want = ops.softmax_online(a @ b.T, 8, 8)
-    _assert_equal(rig.act_rows(200, rows, length, stride=4, signed=False), want, "probabilities")
+    stride = -(-length // C) + 1
+    cycles = rig.instr(Op.SOFTMAX, rows=rows, length=length, d_addr=200, d_stride=stride)
+    want = ops.softmax_online(q @ k.T, 8, 8)
+    _assert_equal(rig.act_rows(200, rows, length, stride=stride, signed=False), want,
+                  "probabilities")
     assert cycles == timing.softmax_cycles(cfg, rig.dut.softmax, rows, length)
 
 
