@@ -170,7 +170,8 @@ def run(args) -> dict:
     clock = args.clock_mhz or cfg.clock_mhz
     report = {"model": args.config, "weights": weights, "input": source,
               "accel": accel_name, "simulator": args.sim,
-              "harness": sim.harness, "array": [R, C], "clock_mhz_report": clock,
+              "harness": sim.harness, "array": [R, C], "read_ports": cfg.axi_masters,
+              "clock_mhz_report": clock,
               "clock_is_config": args.clock_mhz is None or args.clock_mhz == cfg.clock_mhz,
               "build_or_load_s": round(build_s, 1), "frames": []}
     prev_done = None
@@ -203,7 +204,8 @@ def run(args) -> dict:
             "weight_stall_cycles": ctr["PERF_WEIGHT_STALL_CYCLES"],
             "instructions": ctr["PERF_INSTRUCTIONS"],
             "frame_ms_at_clock": busy / (clock * 1e3),
-            "ddr_floor_ms": ctr["PERF_READ_BYTES"] / (cfg.axi_bytes * clock * 1e3),
+            "ddr_floor_ms": ctr["PERF_READ_BYTES"] / (cfg.axi_bytes * cfg.axi_masters
+                                                      * clock * 1e3),
             "sim_wall_s": round(wall, 1), "sim_cycles_per_s": round(busy / wall),
         }
         report["frames"].append(frame)
@@ -274,7 +276,8 @@ def print_report(r: dict) -> None:
             (f"frame time at {r['clock_mhz_report']:g} MHz" +
              (" (config)" if r["clock_is_config"] else " (NOT the config's)"),
              lambda f: f"{f['frame_ms_at_clock']:.3f} ms"),
-            ("DDR read floor (1 port)", lambda f: f"{f['ddr_floor_ms']:.3f} ms"),
+            (f"DDR read floor ({r['read_ports']} read port{'s' * (r['read_ports'] > 1)})",
+             lambda f: f"{f['ddr_floor_ms']:.3f} ms"),
             (f"simulation wall ({r['harness']} harness)",
              lambda f: f"{f['sim_wall_s']} s ({f['sim_cycles_per_s']:,} cycles/s)")]
     print()

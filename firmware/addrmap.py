@@ -31,7 +31,7 @@ import sys
 from typing import NamedTuple
 
 __all__ = ["Window", "CSR_BASE", "HPM0_FPD_WINDOW", "MIN_SEGMENT", "PS_DDR", "DMA_WINDOW",
-           "HP_PORTS", "HP_DATA_WIDTHS", "HP_ID_WIDTH", "CSR_PORT", "CSR_DATA_WIDTH",
+           "HP_PORTS", "HP_DDRC_PORT", "HP_DATA_WIDTHS", "HP_ID_WIDTH", "CSR_PORT", "CSR_DATA_WIDTH",
            "IRQ_PIN", "IRQ_GIC_SPI", "IRQ_GIC_ID", "csr_span", "csr_window", "hp_port",
            "address_map"]
 
@@ -73,7 +73,13 @@ DMA_WINDOW = PS_DDR
 """What the accelerator's AXI4 masters can reach (mapped 1:1 onto the HP ports' ``DDR_LOW``)."""
 
 HP_PORTS = ("S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP2_FPD", "S_AXI_HP3_FPD")
-"""PS slave ports for accelerator masters ``m_axi0``, ``m_axi1``, … in that order."""
+"""PS slave ports for accelerator masters ``m_axi0``, ``m_axi1``, … in that order (both masters
+read: the first two never share a DDR controller port, :data:`HP_DDRC_PORT`)."""
+
+HP_DDRC_PORT = {"S_AXI_HP0_FPD": 3, "S_AXI_HP1_FPD": 4, "S_AXI_HP2_FPD": 4,
+                "S_AXI_HP3_FPD": 5}
+"""The PS DDR controller's AXI port each HP port reaches (UG1085, "PS-PL AXI Interfaces": HP1
+and HP2 share one, so two reading masters must not be that pair)."""
 
 HP_DATA_WIDTHS = (32, 64, 128)
 """Data widths an HP port can be configured to."""

@@ -145,6 +145,7 @@ class _Compiler:
         self.c_static = 2 * self.c_half
         self.data = _Data()
         self.prog = _Program()
+        self.ln_loaded = None        # the LayerNorm whose γ/β are already loaded (ahead)
         self.T = mc.num_patches + 1
         self.P = mc.num_patches
         self.D = mc.dim
@@ -290,13 +291,20 @@ class _Compiler:
                         image_size=list(mc.img_size), post_sha256=post_digest(head.post))
         return meta
 
-    def layernorm(self, note, ln, row0, rows, d_addr) -> None:
+    def layernorm_params(self, note, ln) -> None:
+        """Load a LayerNorm's γ/β and wait for them (alone: nothing else is queued behind)."""
         rec = np.zeros(self.D, [("gamma", "<i4"), ("pad", "<i4"), ("beta", "<i8")])
         rec["gamma"], rec["beta"] = ln.gamma, ln.beta
         assert rec.dtype.itemsize == LNP_RECORD_BYTES
         off = self.data.add(rec.tobytes())
         self.load(note + ".params", Dest.LNP, 0, self.D // self.cfg.ln_lanes, off)
         self.wait(note + ".params", Unit.LOADER)
+        self.ln_loaded = note
+
+    def layernorm(self, note, ln, row0, rows, d_addr) -> None:
+        if self.ln_loaded != note:
+            self.layernorm_params(note, ln)
+        self.ln_loaded = None
         self.prog.emit(Op.LAYERNORM, note, row0=row0, rows=rows, row_words=self.dw,
                        d_addr=d_addr, d_stride=self.dw, eps=int(ln.eps))
 
@@ -399,6 +407,8 @@ class _Compiler:
                            m=T, dest=OutDest.ROUTER)
                 self.expert_loop(nb + ".moe", blk.moe, b["experts"])
                 if nxt_block is not None:
+                    # the next LN1's γ/β first: its wait must not sit behind the qkv weights
+                    self.layernorm_params(f"block{i + 1}.ln1", model.blocks[i + 1].ln1)
                     self.prefetch(nb + "->next", nxt_block)
 
         # ---- task heads

@@ -2,7 +2,8 @@
 
 Ports (what the board top connects): ``csr`` (AXI4-Lite subordinate, the register map of
 :mod:`rtl.control.registers`), ``m_axi0`` (AXI4 manager: reads — program, weights, input — and, with one
-master, also the output writes), ``m_axi1`` when ``cfg.axi_masters == 2`` (output writes), ``irq``
+master, also the output writes), ``m_axi1`` when ``cfg.axi_masters == 2`` (half the reads and the
+output writes), ``irq``
 (level: ``CONTROL.irq_enable & (STATUS.done | STATUS.error)``), ``trace`` (the program counter
 of every issued instruction) and ``work`` (every change of the cycle's instruction and cause),
 both for simulation reports; leave them unconnected on a board.
@@ -117,25 +118,25 @@ class Accelerator(wiring.Component):
         ]
         wiring.connect(m, seq.trace, wiring.flipped(self.trace))
 
-        # AXI ports: reads on m_axi0; writes on m_axi1 (two masters) or m_axi0.
-        rd_port = self.m_axi0
-        wr_port = self.m_axi1 if cfg.axi_masters == 2 else self.m_axi0
-        wiring.connect(m, ld.axi.ar, wiring.flipped(rd_port.ar))
-        wiring.connect(m, ld.axi.r, wiring.flipped(rd_port.r))
+        # AXI ports: reads on m_axi0 (and m_axi1 with two masters); writes on the last one.
+        rd_ports = [self.m_axi0] + ([self.m_axi1] if cfg.axi_masters == 2 else [])
+        wr_port = rd_ports[-1]
+        for port, ld_port in zip(rd_ports, (ld.axi, getattr(ld, "axi1", None))):
+            wiring.connect(m, ld_port.ar, wiring.flipped(port.ar))
+            wiring.connect(m, ld_port.r, wiring.flipped(port.r))
         wiring.connect(m, cp.axi.aw, wiring.flipped(wr_port.aw))
         wiring.connect(m, cp.axi.w, wiring.flipped(wr_port.w))
         wiring.connect(m, cp.axi.b, wiring.flipped(wr_port.b))
         if cfg.axi_masters == 2:
             m.d.comb += [self.m_axi0.aw.valid.eq(0), self.m_axi0.w.valid.eq(0),
-                         self.m_axi0.b.ready.eq(1), self.m_axi1.ar.valid.eq(0),
-                         self.m_axi1.r.ready.eq(1)]
+                         self.m_axi0.b.ready.eq(1)]
 
         # performance counters
         nb = cfg.axi_bytes
-        rbytes = Signal(range(nb + 1))
+        rbytes = Signal(range(len(rd_ports) * nb + 1))
         wbytes = Signal(range(nb + 1))
         m.d.comb += [
-            rbytes.eq(Mux(rd_port.r.valid & rd_port.r.ready, nb, 0)),
+            rbytes.eq(sum(Mux(p.r.valid & p.r.ready, nb, 0) for p in rd_ports)),
             wbytes.eq(Mux(wr_port.w.valid & wr_port.w.ready, nb, 0)),
             csr.perf_cycles_inc.eq(1),
             csr.perf_busy_cycles_inc.eq(seq.busy),

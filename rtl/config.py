@@ -71,7 +71,8 @@ class AccelConfig:
     axi_id_width : int
         ID width of the AXI4 master ports.
     axi_masters : int
-        Number of AXI4 master ports (HP ports) the DMA spreads over.
+        AXI4 master ports (HP ports): with 2 the loader reads on both (chunks alternating,
+        twice one port's rate) and the output writes go on the second.
     max_burst_beats : int
         Longest INCR burst the DMA issues (1..256; bursts never cross 4 KB).
     max_outstanding_reads : int
@@ -111,6 +112,9 @@ class AccelConfig:
         Attention rows (queries) the softmax unit takes side by side, one score each per cycle
         (divides ``array_cols``: a SCORE word holds the scores of ``array_cols`` queries for one
         key, so each word feeds ``array_cols / softmax_lanes`` query groups).
+    store_fifo_rows : int
+        Result rows the DDR store buffers in front of its AXI writer (a row is ``2C /
+        axi_bytes`` beats), so a tile's rows leaving the array one a cycle do not stall it.
     load_queue_depth : int
         LOAD commands the sequencer can hand to the DDR load engine ahead of the one it runs
         (weights and constants stream in while the sequencer goes on issuing compute).
@@ -146,6 +150,7 @@ class AccelConfig:
     ln_lanes: int = 8
     ln_scalar_stages: int = 4
     softmax_lanes: int = 16
+    store_fifo_rows: int = 64
     load_queue_depth: int = 4
     uram_min_bytes: int = 64 * 1024
 
@@ -192,10 +197,12 @@ class AccelConfig:
             p.append("max_burst_beats must be in 1..256")
         elif self.max_burst_beats * self.axi_bytes > 4096:
             p.append("a maximal burst would exceed 4 KB")
+        read_word = self.axi_masters * self.axi_bytes      # the loader reads on every master
         for dest, nbytes in self.load_word_bytes.items():
-            if nbytes % self.axi_bytes:
+            if nbytes % read_word:
                 p.append(f"a {dest} load word ({nbytes} bytes) is not a multiple of the "
-                         f"{self.axi_bytes}-byte AXI word")
+                         f"{read_word}-byte read word ({self.axi_masters} x the "
+                         f"{self.axi_bytes}-byte AXI word)")
         if (2 * self.array_cols) % self.axi_bytes:
             p.append(f"an output row (2 x array_cols = {2 * self.array_cols} bytes) is not a "
                      f"multiple of the {self.axi_bytes}-byte AXI word")
@@ -227,6 +234,8 @@ class AccelConfig:
         if C % self.softmax_lanes or self.softmax_lanes > 64:
             p.append(f"softmax_lanes ({self.softmax_lanes}) must divide array_cols ({C}) and "
                      "be <= 64")
+        if self.store_fifo_rows > 1024:
+            p.append(f"store_fifo_rows must be in 1..1024, got {self.store_fifo_rows}")
         if self.load_queue_depth > 64:
             p.append(f"load_queue_depth must be in 1..64, got {self.load_queue_depth}")
         if self.max_dim > 1024:

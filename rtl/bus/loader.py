@@ -1,6 +1,7 @@
-"""DDR load engine: one AXI4 read DMA whose packed words are regrouped into the words of the
-on-chip memory a LOAD names (weights, lane constants, activations, LayerNorm γ/β, residual rows,
-program instructions)."""
+"""DDR load engine: an AXI4 read DMA — one engine, or with two masters a
+:class:`~rtl.bus.split_reader.SplitReader` reading on both ports at twice the rate — whose packed
+words are regrouped into the words of the on-chip memory a LOAD names (weights, lane constants,
+activations, LayerNorm γ/β, residual rows, program instructions)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from golden.quant import ops
 from rtl.array.lanes import LaneConstant
 from rtl.bus.axi import axi4_from_config
 from rtl.bus.dma import DMAReader
+from rtl.bus.split_reader import SplitReader
 from rtl.config import CONST_RECORD_BYTES, LNP_RECORD_BYTES, AccelConfig
 from rtl.control.isa import INSTR_BITS, Dest, load_cmd_layout
 from rtl.units.layernorm import GAMMA_WIDTH
@@ -104,20 +106,22 @@ class Loader(wiring.Component):
     Attributes
     ----------
     cmd : In(stream) of :func:`rtl.control.isa.load_cmd_layout`; accepted when idle
-    axi : Out(AXI4 manager) (read channels only)
+    axi : Out(AXI4 manager) (read channels only); axi1 : likewise, the second read port (only
+        with ``cfg.axi_masters == 2``: each load is read half on each port)
     b_wr, act_wr : Out(stream) of ``{addr, data[C bytes]}``
     const_wr : Out(stream) of ``{addr, value: C × LaneConstant}`` (the lanes' ``const_load``)
     lnp_wr : Out(stream) of ``{addr, gamma, beta}`` per LayerNorm word (``ln_lanes`` elements)
     res_row : Out(stream) of ``{m, tn, acc[C]}`` int16 values sign-extended (into the lanes)
     imem_wr : Out(stream) of ``{addr, data[256]}``
     busy, error : Out(1) (``error``: a non-OKAY read response, sticky until ``clear_error``)
-    beats : Out(1), a data word arrived (byte counter)
+    beats : Out(range(3)), AXI words that arrived this cycle
     """
 
     def __init__(self, cfg: AccelConfig):
         self.cfg = cfg
         self.word_bytes = dest_word_bytes(cfg)     # multiples of the AXI word (the config says)
-        self.reader = DMAReader(cfg)
+        self.ports = cfg.axi_masters          # read ports
+        self.reader = SplitReader(cfg) if self.ports == 2 else DMAReader(cfg)
         ports = load_port_signatures(cfg)
         self.addr_width = max(max(1, ceil_log2(d)) for d in (
             cfg.b_words, cfg.act_words, cfg.const_rows, cfg.lnp_words, cfg.max_tokens,
@@ -125,6 +129,7 @@ class Loader(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(load_cmd_layout(cfg))),
             "axi": Out(axi4_from_config(cfg)),
+            **({"axi1": Out(axi4_from_config(cfg))} if self.ports == 2 else {}),
             **{name: Out(sig) for name, sig in ports.items()},
             "imem_wr": Out(stream.Signature(data.StructLayout({
                 "addr": unsigned(max(1, ceil_log2(cfg.imem_words))),
@@ -132,16 +137,22 @@ class Loader(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
             "clear_error": In(1),
-            "beats": Out(1),
+            "beats": Out(range(3)),
         })
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.cfg
         C = cfg.array_cols
-        nb = cfg.axi_bytes
+        nb = cfg.axi_bytes * self.ports          # bytes of the reader's words
         m.submodules.reader = reader = self.reader
-        wiring.connect(m, reader.axi, wiring.flipped(self.axi))
+        if self.ports == 2:
+            wiring.connect(m, reader.axi0, wiring.flipped(self.axi))
+            wiring.connect(m, reader.axi1, wiring.flipped(self.axi1))
+            read_word = reader.data.payload
+        else:
+            wiring.connect(m, reader.axi, wiring.flipped(self.axi))
+            read_word = reader.data.payload.data
         m.d.comb += [self.error.eq(reader.error), reader.clear_error.eq(self.clear_error),
                      self.beats.eq(reader.beats)]
 
@@ -190,7 +201,7 @@ class Loader(wiring.Component):
                 with m.Case(code):
                     rs = resizers[wb]
                     m.d.comb += [rs.i.valid.eq(reader.data.valid & running),
-                                 rs.i.payload.eq(reader.data.payload.data),
+                                 rs.i.payload.eq(read_word),
                                  reader.data.ready.eq(rs.i.ready & running),
                                  word_valid.eq(rs.o.valid), word.eq(rs.o.payload),
                                  rs.o.ready.eq(word_ready)]

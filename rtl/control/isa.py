@@ -35,7 +35,7 @@ class Op(enum.Enum, shape=8):
     MATMUL = 2        # ACT rows → A banks, A·B on the array, lanes, result to a sink
     BLOAD = 3         # ACT → B banks (keys transposed, values direct): attention's second operand
     LAYERNORM = 4     # residual rows → LayerNorm → ACT
-    SOFTMAX = 5       # SCORE rows → softmax → ACT
+    SOFTMAX = 5       # SCORE (keys × queries) → softmax per query row → ACT rows
     LANES = 6         # residual / MoE-accumulator pass over rows (commit or clear)
     WAIT = 7          # until the units in ``mask`` are idle
     TASK_JUMP = 8     # pc = targets[TASK_ID] (error if TASK_ID >= tasks)

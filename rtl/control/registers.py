@@ -181,7 +181,7 @@ def register_map(cfg: AccelConfig = DEFAULT) -> tuple[Register, ...]:
         _counter("PERF_MOVER_CYCLES", 0x140, "Cycles spent moving activations into B (BLOAD)."),
         _counter("PERF_LOADER_CYCLES", 0x148, "Cycles the DDR load engine was busy."),
         _counter("PERF_READ_BYTES", 0x150, "Bytes read from DDR (program, weights, input).",
-                 (cfg.axi_bytes + 1).bit_length()),
+                 (cfg.axi_bytes * cfg.axi_masters).bit_length()),
         _counter("PERF_WRITE_BYTES", 0x158, "Bytes written to DDR (outputs).",
                  (cfg.axi_bytes + 1).bit_length()),
         _counter("PERF_INSTRUCTIONS", 0x160, "Instructions issued."),

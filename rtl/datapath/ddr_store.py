@@ -2,14 +2,16 @@
 
 The store's descriptor (the whole result: ``m`` rows × ``ceil(n / C)`` column tiles × ``2C``
 bytes, in emission order from ``ddr_addr``) goes out when it starts; each row's ``C`` int16
-values leave as ``2C / axi_bytes`` AXI words. Back-pressure from the W channel stalls the row
-(and through it the lanes and the array). ``done`` once every beat is written and answered.
+values wait in a FIFO of ``store_fifo_rows`` rows and leave as ``2C / axi_bytes`` AXI words, so
+a tile's burst of rows (one a cycle) does not hold the lanes and the array while the W channel
+takes four cycles a row; only a full FIFO does. ``done`` once every beat is written and
+answered.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.array.lanes import lane_out_layout
@@ -72,13 +74,17 @@ class DdrStore(wiring.Component):
                      writer.desc.payload.length.eq(job.length)]
         with m.If(writer.desc.valid & writer.desc.ready):
             m.d.sync += sent.eq(1)
-        packed = Cat(*(self.i.payload.values[j][:16] for j in range(C)))
-        m.d.comb += [writer.data.valid.eq(self.i.valid),
+        rows = m.submodules.rows = fifo.SyncFIFOBuffered(width=16 * C,
+                                                         depth=cfg.store_fifo_rows)
+        m.d.comb += [rows.w_data.eq(Cat(*(self.i.payload.values[j][:16] for j in range(C)))),
+                     rows.w_en.eq(self.i.valid & rows.w_rdy), self.i.ready.eq(rows.w_rdy)]
+        packed = rows.r_data
+        m.d.comb += [writer.data.valid.eq(rows.r_rdy),
                      writer.data.payload.data.eq(packed.word_select(sub, 8 * cfg.axi_bytes)
                                                  if ratio > 1 else packed),
                      writer.data.payload.keep.eq((1 << cfg.axi_bytes) - 1),
                      writer.data.payload.last.eq(left == 1),
-                     self.i.ready.eq(writer.data.ready & (sub == ratio - 1))]
+                     rows.r_en.eq(writer.data.ready & (sub == ratio - 1))]
         with m.If(writer.data.valid & writer.data.ready):
             m.d.sync += [sub.eq(Mux(sub == ratio - 1, 0, sub + 1)), left.eq(left - 1)]
         m.d.comb += self.done.eq(sent & (left == 0) & ~writer.busy)

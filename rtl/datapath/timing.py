@@ -61,10 +61,12 @@ def a_wait_cycles(cfg: AccelConfig, m: int, k: int, n: int, gather: bool = False
 def store_matmul_bounds(cfg: AccelConfig, m: int, k: int, n: int, w_stalls: int,
                         write_latency: int) -> tuple[int, int]:
     """MATMUL into DDR: (fewest, most) cycles, given the ``w_stalls`` cycles a result row
-    waited for the writer and the DDR's write-response latency: at least the matmul and the
-    last response, at most every stall on top."""
+    waited for the store's FIFO and the DDR's write-response latency: at least the matmul and
+    the last response, at most every stall on top and the rows the FIFO still holds after the
+    last one left the array, written out at ``store_ratio`` beats a row."""
     base = matmul_instr_cycles(cfg, m, k, n) + write_latency
-    return base + 1, base + w_stalls
+    rows = m * math.ceil(n / cfg.array_cols)
+    return base + 1, base + w_stalls + min(rows, cfg.store_fifo_rows) * cfg.store_ratio
 
 
 def router_matmul_cycles(cfg: AccelConfig, m: int, k: int, router) -> int:

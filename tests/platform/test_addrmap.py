@@ -50,6 +50,14 @@ def test_hp_ports():
         addrmap.hp_port(4)
 
 
+def test_reading_masters_reach_different_ddr_controller_ports():
+    """Both masters read (rtl.bus.split_reader): their HP ports must not share a DDRC port."""
+    from rtl.config import DEFAULT
+    ports = [addrmap.hp_port(i) for i in range(DEFAULT.axi_masters)]
+    assert DEFAULT.axi_masters == 2
+    assert len({addrmap.HP_DDRC_PORT[p] for p in ports}) == len(ports), ports
+
+
 def test_address_map_and_cli(capsys):
     amap = addrmap.address_map(12, 2)
     assert amap["csr"] == {"port": "M_AXI_HPM0_FPD", "base": 0xA000_0000, "size": 0x1000,

@@ -163,7 +163,7 @@ def test_does_not_fit_fails_clearly(tmp_path, monkeypatch):
 
 
 def test_two_masters_and_clock_override(tmp_path):
-    cfg = SMALL_TEST.replace(axi_masters=2, axi_data_width=128, array_cols=16, clock_mhz=187.5)
+    cfg = SMALL_TEST.replace(axi_masters=2, axi_data_width=128, array_cols=32, clock_mhz=187.5)
     _build(tmp_path, cfg)
     tcl = (tmp_path / "create_project.tcl").read_text()
     props = _tcl_props(tcl[tcl.index("# PL clock"):])

@@ -17,7 +17,7 @@ from rtl.config import SMALL_TEST
 from rtl.control.registers import ID_MAGIC
 from tests.platform.standin import StandInAccelerator
 
-TWO = SMALL_TEST.replace(axi_masters=2, axi_data_width=128, array_cols=16)
+TWO = SMALL_TEST.replace(axi_masters=2, axi_data_width=128, array_cols=32)
 
 
 
@@ -177,7 +177,7 @@ def test_real_accelerator_fits_the_wrapper():
     cfg = CONFIGS["nano"]
     top = _top(accelerator.Accelerator(cfg), cfg)
     assert "s_axi_csr_araddr" in _names(top) and "m_axi_hp0_rdata" in _names(top)
-    cfg2 = cfg.replace(axi_masters=2)
+    cfg2 = cfg.replace(axi_masters=2, array_cols=8)      # two read ports: 8-byte read words
     top2 = _top(accelerator.Accelerator(cfg2), cfg2)
     assert "m_axi_hp1_awaddr" in _names(top2)
 

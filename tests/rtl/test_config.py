@@ -51,7 +51,7 @@ def test_random_valid_configs_elaborate(data):
     ({"axi_data_width": 48}, "is not an AXI width"),
     ({"axi_masters": 3}, "axi_masters must be 1 or 2"),
     ({"max_burst_beats": 512}, "max_burst_beats must be in 1..256"),
-    ({"array_cols": 8}, "a B load word (8 bytes) is not a multiple of the 16-byte AXI word"),
+    ({"array_cols": 8}, "a B load word (8 bytes) is not a multiple of the 32-byte read word"),
     ({"experts": 40}, "experts (40) must be <= array_cols (32)"),
     ({"top_k": 17}, "top_k must be <= experts"),
     ({"a_word_bytes": 3}, "a_word_bytes (3) must be a power of two"),

@@ -4,6 +4,8 @@ random back-pressure, with the protocol checker on its AXI port."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment
@@ -60,7 +62,11 @@ def _mask(name, raw: bytes, cfg) -> bytes:
     return raw
 
 
-@pytest.mark.parametrize("cfg", [NANO, SMALL_TEST], ids=["nano", "small-test"])
+TWO_PORTS = dataclasses.replace(SMALL_TEST, axi_masters=2, axi_data_width=32)
+
+
+@pytest.mark.parametrize("cfg", [NANO, SMALL_TEST, TWO_PORTS],
+                         ids=["nano", "small-test", "two-read-ports"])
 @pytest.mark.parametrize("dest", list(STREAMS), ids=list(STREAMS.values()))
 @pytest.mark.parametrize("stall", [0.0, 0.3], ids=["no-stall", "stalls"])
 def test_words_of_every_destination(cfg, dest, stall):
@@ -70,14 +76,19 @@ def test_words_of_every_destination(cfg, dest, stall):
     rng = np.random.default_rng(dest)
     dut = Loader(cfg)
     bench = make_bench(dut, "amaranth")
-    ddr = DDRModel("axi", 1 << 14, cfg.axi_data_width, stall=stall, seed=4)
+    ports = ["axi"] + (["axi1"] if cfg.axi_masters == 2 else [])
+    ddrs = [DDRModel(p, 1 << 14, cfg.axi_data_width, stall=stall, seed=4 + i)
+            for i, p in enumerate(ports)]
+    for ddr in ddrs[1:]:
+        ddr.mem = ddrs[0].mem                 # one memory behind both ports
     raw = rng.integers(0, 256, words * wb, dtype=np.uint8)
-    ddr.load(ddr_addr, raw.tobytes())
+    ddrs[0].load(ddr_addr, raw.tobytes())
     sink = ReadySink(name, stall=stall, seed=5)
     row_words = 2
     cmd = pack_value(load_cmd_layout(cfg), {"dest": dest, "addr": addr, "words": words,
                                             "row_words": row_words, "ddr_addr": ddr_addr})
-    bench.add(StreamSource("cmd", [cmd]), ddr, AxiChecker("axi", cfg.axi_data_width), sink)
+    bench.add(StreamSource("cmd", [cmd]), *ddrs, *[AxiChecker(p, cfg.axi_data_width)
+                                                    for p in ports], sink)
     bench.run(lambda: len(sink.items) == words, max_cycles=20_000)
     for i, payload in enumerate(sink.items):
         want = _mask(name, raw[i * wb:(i + 1) * wb].tobytes(), cfg)
