@@ -204,7 +204,9 @@ def main(argv=None) -> int:
     init = None
     if args.init:
         if args.resume:
-            parser.error("--init starts a new run; --resume continues one (give one of them)")
+            print("error: --init starts a new run; --resume continues one (give one of them)",
+                  file=sys.stderr)
+            return 2
         try:
             init = load_checkpoint(args.init)
         except (FileNotFoundError, ValueError) as exc:

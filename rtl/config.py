@@ -294,8 +294,8 @@ class AccelConfig:
 
     @property
     def b_scratch_words(self) -> int:
-        """B words after the two weight halves: attention keys (transposed) or values of one
-        head."""
+        """B words after the two weight halves: one head's attention queries (transposed, for
+        ``Sᵀ = K·Qᵀ``) or values."""
         C = self.array_cols
         return max(math.ceil(self.max_tokens / C) * self.max_dim,
                    math.ceil(self.max_dim / C) * self.max_tokens)

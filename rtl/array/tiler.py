@@ -32,7 +32,7 @@ def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int,
     read one cycle later and its last emitted row ``(M-1) mod R`` that many cycles after row 0.
     With ``a_ready`` (``a_gated``: the cycle, counted from the command's acceptance, from which
     ``a_rows`` covers row tile ``tm``, per row tile) a row tile's first tile starts no earlier
-    than that.
+    than that; a stalled cycle while a row tile waits may then cost nothing.
     """
     tiles_m, tiles_n = math.ceil(m / rows), math.ceil(n / cols)
     period = tile_period(k, rows, cols)

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.array.lanes import lane_out_layout
 from rtl.config import AccelConfig, STRIDE_BITS, WORD_ADDR_BITS
-from rtl.datapath.scratchpad import write_signature
+from rtl.datapath.scratchpad import act_write_signature
 
 __all__ = ["ActSink", "act_sink_layout"]
 
@@ -38,7 +38,7 @@ class ActSink(wiring.Component):
         super().__init__({
             "cmd": In(stream.Signature(act_sink_layout(cfg))),
             "i": In(stream.Signature(lane_out_layout(C, cfg.token_bits, cfg.tn_bits))),
-            "act": Out(write_signature(cfg.act_words, data.ArrayLayout(unsigned(8), C))),
+            "act": Out(act_write_signature(cfg)),
         })
 
     def elaborate(self, platform):

@@ -14,7 +14,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtl.config import AccelConfig, STRIDE_BITS, TOKEN_BITS, WORD_ADDR_BITS
-from rtl.datapath.scratchpad import write_signature
+from rtl.datapath.scratchpad import act_write_signature
 
 __all__ = ["Packer", "pack_layout", "pack_input_layout"]
 
@@ -56,8 +56,7 @@ class Packer(wiring.Component):
             "cmd": In(stream.Signature(pack_layout(cfg))),
             "i": In(stream.Signature(pack_input_layout(lanes))),
             "enable": In(1),
-            "act": Out(write_signature(cfg.act_words,
-                                       data.ArrayLayout(unsigned(8), cfg.array_cols))),
+            "act": Out(act_write_signature(cfg)),
             "done": Out(1),
         })
 

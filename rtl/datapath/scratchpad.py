@@ -9,14 +9,14 @@ construction. Read data goes to every reader (only the selected one's request wa
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape
-from amaranth.lib import memory, wiring
+from amaranth.hdl import Module, Shape, unsigned
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from rtl.config import AccelConfig
 
-__all__ = ["Scratchpad", "read_signature", "write_signature"]
+__all__ = ["Scratchpad", "act_write_signature", "read_signature", "write_signature"]
 
 
 def read_signature(depth: int, shape) -> wiring.Signature:
@@ -30,6 +30,11 @@ def write_signature(depth: int, shape) -> wiring.Signature:
     """A write request, as its user sees it: ``addr``, ``data``, ``en`` out."""
     return wiring.Signature({"addr": Out(max(1, ceil_log2(depth))), "data": Out(shape),
                              "en": Out(1)})
+
+
+def act_write_signature(cfg: AccelConfig) -> wiring.Signature:
+    """A write of one ACT word (``array_cols`` bytes), as the engines that fill ACT see it."""
+    return write_signature(cfg.act_words, data.ArrayLayout(unsigned(8), cfg.array_cols))
 
 
 class Scratchpad(wiring.Component):

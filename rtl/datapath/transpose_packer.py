@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.config import AccelConfig, TOKEN_BITS, WORD_ADDR_BITS
 from rtl.datapath.packer import pack_layout
-from rtl.datapath.scratchpad import write_signature
+from rtl.datapath.scratchpad import act_write_signature
 
 __all__ = ["TransposePacker", "BLOCKS", "softmax_output_layout", "last_write_cycle"]
 
@@ -74,8 +74,7 @@ class TransposePacker(wiring.Component):
             "cmd": In(stream.Signature(pack_layout(cfg))),
             "i": In(stream.Signature(softmax_output_layout(cfg))),
             "enable": In(1),
-            "act": Out(write_signature(cfg.act_words,
-                                       data.ArrayLayout(unsigned(8), cfg.array_cols))),
+            "act": Out(act_write_signature(cfg)),
             "done": Out(1), "stall": Out(1),
         })
 

@@ -48,6 +48,14 @@ def test_frame_time_is_at_the_config_clock(report):
         assert f["frame_ms_at_clock"] == pytest.approx(f["cycles"] / (report["clock_mhz_report"] * 1e3))
 
 
+def test_layernorm_after_moe_does_not_wait_for_the_next_weights(report):
+    """After a MoE layer the next block's LN1 parameters load before its qkv weights are
+    prefetched, so the LayerNorm never waits behind that prefetch (nano: block 1 is MoE)."""
+    for f in report["frames"]:
+        stalls = f["weight_stall_by_instruction"]
+        assert not any(k.endswith("block2.ln1.params") for k in stalls), stalls
+
+
 def test_next_expert_weights_load_behind_compute(report):
     """The next expert's LOADs go into the load queue: the sequencer never waits at them, so
     the current expert's matmuls issue while they stream."""

@@ -30,6 +30,33 @@ def test_train_then_resume_continues_where_it_stopped(tmp_path, capsys):
     assert "held-out scenes" in capsys.readouterr().out
 
 
+def test_train_init_starts_from_exported_weights_and_records_the_stages(tmp_path, capsys):
+    """--init: the exported weights of one run start another (fresh optimizer and schedule);
+    with zero learning rate nothing moves, and the new checkpoint keeps the first command."""
+    first, export = tmp_path / "a.pt", tmp_path / "a_export.pt"
+    common = ["--config", "nano", "--scenes", "8", "--batch-size", "2", "--eval-scenes", "0"]
+    assert train.main(common + ["--steps", "2", "--out", str(first), "--export", str(export),
+                                "--export-dtype", "float32"]) == 0
+    second, export2 = tmp_path / "b.pt", tmp_path / "b_export.pt"
+    assert train.main(common + ["--steps", "2", "--lr", "1e-12", "--weight-decay", "0",
+                                "--init", str(export), "--out", str(second),
+                                "--export", str(export2)]) == 0
+    start = load_checkpoint(export)["state_dict"]
+    for key, value in load_checkpoint(second)["state_dict"].items():
+        assert torch.allclose(value, start[key], atol=1e-5), f"{key} moved"
+    stages = load_checkpoint(export2)["stages"]
+    assert len(stages) == 1 and stages[0]["steps"] == 2
+    assert stages[0]["command"] == load_checkpoint(export)["command"]
+    assert train.main(common + ["--init", str(export), "--resume", str(first)]) == 2
+    assert "--init starts a new run" in capsys.readouterr().err
+
+
+def test_train_init_refuses_another_config(tmp_path, capsys):
+    assert train.main(["--config", "tiny", "--init", str(default_checkpoint("nano")),
+                       "--steps", "1", "--out", str(tmp_path / "x.pt")]) == 2
+    assert "differs from --config tiny" in capsys.readouterr().err
+
+
 def test_train_refuses_bad_resume(tmp_path, capsys):
     assert train.main(["--resume", str(tmp_path / "nope.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from rtl.datapath.lanes_input import LanesInput, LanesSource
 from rtl.datapath.scratchpad import Scratchpad
 from rtl.datapath.streams import PriorityMerge, StreamDemux
 from rtl.sim import StreamSource, make_bench
-from tests.rtl.datapath.harness import Clocked, Driver, ReadMem, ReadySink, WriteMem, unpack_value
+from tests.rtl.datapath.harness import Clocked, Driver, ReadySink, unpack_value
 from rtl.sim.bench import Model
 
 
