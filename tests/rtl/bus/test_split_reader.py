@@ -84,6 +84,25 @@ def test_twice_one_port():
     assert span <= words * (chunk_words + 1) // chunk_words + 8, (span, words)
 
 
+def test_read_error_on_the_second_port_is_latched():
+    """An SLVERR on a chunk that port 1 reads sets ``error`` (sticky); the data still flows."""
+    dut = SplitReader(CFG)
+    bench = make_bench(dut, "amaranth")
+    size = chunk_bytes(CFG)
+    ddrs = [DDRModel(p, MEM, CFG.axi_data_width, read_latency=3,
+                     error_ranges=[(size, 2 * size)] if p == "axi1" else [])
+            for p in ("axi0", "axi1")]
+    ddrs[1].mem = ddrs[0].mem
+    src = StreamSource("desc", [pack(descriptor_layout(CFG), addr=0, length=2 * size)])
+    sink = StreamSink("data")
+    rec = Recorder("error")
+    bench.add(*ddrs, src, sink, rec)
+    bench.run(lambda: len(sink.items) == 2 * size // (2 * CFG.axi_bytes), max_cycles=5000)
+    high = rec.high["error"]
+    assert high, "the second port's SLVERR was not latched"
+    assert high[-1] - high[0] + 1 == len(high), "error did not stay set"
+
+
 def test_init_wrong_masters():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

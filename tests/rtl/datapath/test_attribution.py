@@ -9,6 +9,7 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from rtl.array.lanes import OutBits
@@ -52,6 +53,7 @@ def _reference(v: dict) -> Cause:
 def test_init():
     enc = CauseEncoder()
     assert set(enc.signature.members) == {*_IN, "op", "phase", "sink", "cause"}
+    Fragment.get(enc, None)
 
 
 def test_every_cause_has_a_counter():
