@@ -161,9 +161,9 @@ class ALoader(wiring.Component):
         R, ratio = self.cfg.array_rows, self.cfg.a_ratio
         m.d.comb += self.a_load.valid.eq(1)
         more = row + 1 < job.m
-        with m.If(more):                  # the next row's queue entry, read ahead: on
+        with m.If(more):     # the next row's queue entry, read ahead: on ``queue.data`` from
             m.d.comb += [self.queue.addr.eq(job.qstart + row + 1), self.queue.en.eq(1)]
-        one_word = (kw == 1) if ratio == 1 else False   # ``queue.data`` by a row's 2nd cycle
+        one_word = (kw == 1) if ratio == 1 else False      # the row's second cycle on
         with m.If(~self.a_load.ready):
             pass                                          # hold: the word stays offered
         with m.Elif(sub != ratio - 1):
