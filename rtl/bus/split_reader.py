@@ -94,7 +94,7 @@ class SplitReader(wiring.Component):
             waiting.append(odd)
         chunking = self._split(m, size)
         turn = Signal()                       # the queue whose chunk is next on ``data``
-        q = [queues[0], queues[1]]
+        q = queues
         head_last = Mux(turn, q[1].r_data[-1], q[0].r_data[-1])
         m.d.comb += [self.data.valid.eq(Mux(turn, q[1].r_rdy, q[0].r_rdy)),
                      self.data.payload.eq(Mux(turn, q[1].r_data, q[0].r_data)[:-1]),

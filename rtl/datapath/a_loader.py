@@ -107,7 +107,7 @@ class ALoader(wiring.Component):
         tile_base = Signal(len(self.a_load.payload.addr) + 1)
         word = Signal(range(cfg.max_k // C + 2))
         sub = Signal(range(ratio))
-        row_addr = self._row_addr = Signal(24)
+        row_addr = Signal(24)
         lin_addr = Signal(24)             # a_addr + row × a_stride, kept as a running sum
         phase = Signal(2)                 # 0: read queue, 1: row address, 2: words
         word_addr = Signal(len(self.a_load.payload.addr) + 1)
@@ -132,14 +132,14 @@ class ALoader(wiring.Component):
                     m.d.comb += [self.queue.addr.eq(job.qstart + row), self.queue.en.eq(1)]
                     m.d.sync += phase.eq(1)
                 with m.Case(1):
-                    with m.If(self._start_row(m, job, row, lin_addr)):
+                    with m.If(self._start_row(m, job, row, lin_addr, row_addr)):
                         m.d.sync += [word.eq(0), sub.eq(0), phase.eq(2)]
                 with m.Default():
                     self._words(m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr,
                                 phase, busy)
         return m
 
-    def _start_row(self, m, job, row, lin_addr):
+    def _start_row(self, m, job, row, lin_addr, row_addr):
         """Row ``row``'s address (through its queue entry, on ``queue.data``, when gathering),
         the read of its first ACT word and its queue copy; returns the condition that it
         started (the lanes took the queue copy)."""
@@ -151,7 +151,7 @@ class ALoader(wiring.Component):
                      self.queue_load.valid.eq(job.gather), self.queue_load.payload.addr.eq(row)]
         ok = ~job.gather | self.queue_load.ready
         with m.If(ok):
-            m.d.sync += self._row_addr.eq(addr)
+            m.d.sync += row_addr.eq(addr)
         return ok
 
     def _words(self, m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr, phase,
@@ -184,5 +184,5 @@ class ALoader(wiring.Component):
             with m.Elif(job.gather & one_word):
                 m.d.sync += phase.eq(1)                   # its entry arrives next cycle
             with m.Else():
-                with m.If(~self._start_row(m, job, row + 1, next_lin)):
+                with m.If(~self._start_row(m, job, row + 1, next_lin, row_addr)):
                     m.d.sync += phase.eq(1)               # the lanes did not take the copy

@@ -4,7 +4,7 @@ The store's descriptor (the whole result: ``m`` rows × ``ceil(n / C)`` column t
 bytes, in emission order from ``ddr_addr``) goes out when it starts; each row's ``C`` int16
 values wait in a FIFO of ``store_fifo_rows`` rows and leave as ``2C / axi_bytes`` AXI words, so
 a tile's burst of rows (one a cycle) does not hold the lanes and the array while the W channel
-takes four cycles a row; only a full FIFO does. ``done`` once every beat is written and
+takes ``2C / axi_bytes`` cycles a row; only a full FIFO does. ``done`` once every beat is written and
 answered.
 """
 

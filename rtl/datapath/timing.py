@@ -30,6 +30,7 @@ from rtl.config import AccelConfig
 from rtl.datapath.a_loader import a_load_cycles
 from rtl.datapath.b_mover import b_move_cycles
 from rtl.datapath.row_gen import row_gen_cycles
+from rtl.datapath.score_feeder import feed_groups
 from rtl.datapath.transpose_packer import last_write_cycle
 
 __all__ = ["a_ready_cycles", "a_wait_cycles", "matmul_instr_cycles", "router_matmul_cycles",
@@ -99,7 +100,7 @@ def softmax_cycles(cfg: AccelConfig, softmax, rows: int, length: int) -> int:
     (:func:`rtl.datapath.transpose_packer.last_write_cycle`)."""
     if rows == 0 or length == 0:
         return 3
-    groups = math.ceil(rows / cfg.softmax_lanes)
-    beats = [last - length + 1 + k for _, last in softmax.schedule([length] * groups)
+    beats = [last - length + 1 + k
+             for _, last in softmax.schedule([length] * feed_groups(cfg, rows))
              for k in range(length)]
     return 2 + last_write_cycle(cfg, rows, length, beats) + 1

@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtl.config import AccelConfig, TOKEN_BITS, WORD_ADDR_BITS
 from rtl.datapath.packer import pack_layout
+from rtl.datapath.score_feeder import feed_groups
 from rtl.datapath.scratchpad import act_write_signature
 
 __all__ = ["TransposePacker", "BLOCKS", "softmax_output_layout", "last_write_cycle"]
@@ -37,7 +38,7 @@ def last_write_cycle(cfg: AccelConfig, rows: int, length: int, beats: list[int])
     after the last write. -1 when nothing is written."""
     C, L = cfg.array_cols, cfg.softmax_lanes
     written = -1
-    for g in range(math.ceil(rows / L) if length else 0):
+    for g in range(feed_groups(cfg, rows) if length else 0):
         queries = min(L, rows - g * L)
         for block in range(math.ceil(length / C)):
             complete = beats[g * length + min(C * (block + 1), length) - 1]
