@@ -10,8 +10,9 @@ Files
     ``xilinx.com:zcu104:part0:*`` if its board files are installed) and the block design
     ``system``:
 
-    * ``ps`` — ``zynq_ultra_ps_e`` with the ZCU104 board preset (or, without board files,
-      :data:`platform.zcu104.PS_BOARD_SETTINGS`), then: ``pl_clk0`` at the requested frequency
+    * ``ps`` — ``zynq_ultra_ps_e`` with the ZCU104 board preset (without the board files the
+      script stops and says how to install them, unless ``M3VIT_PS_WITHOUT_BOARD_FILES`` is set in
+      the environment: then :data:`platform.zcu104.PS_BOARD_SETTINGS`, a partial preset), then: ``pl_clk0`` at the requested frequency
       from the IOPLL, ``M_AXI_HPM0_FPD`` at 32 bits, ``S_AXI_HP<i>_FPD`` at the accelerator's AXI
       data width for each master, ``pl_ps_irq0`` enabled, the other PS–PL AXI ports off;
     * ``pl_reset`` — ``proc_sys_reset`` from ``pl_resetn0``, its ``peripheral_aresetn`` resets the
@@ -21,12 +22,14 @@ Files
       ``X_INTERFACE_INFO``, so its AXI interfaces, clock, reset and interrupt are inferred);
     * external port ``led[3:0]``;
     * addresses from :mod:`firmware.addrmap`: the CSR window in ``ps/Data``, ``DDR_LOW`` (PS DDR)
-      in each accelerator master's address space.
+      in each accelerator master's address space, every other segment of its HP port excluded;
+      the module reference's clock and interfaces take ``pl_clk0``'s ``FREQ_HZ`` and
+      ``CLK_DOMAIN``.
 
     then validates the design and makes ``system_wrapper`` the top.
 ``build_bitstream.tcl``
     Synthesis, implementation and bitstream (``impl_1``), reports, a timing check (negative setup
-    or hold slack fails the build), then copies ``m3vit_zcu104.bit``, writes the hardware platform
+    or hold slack prints the worst path and fails the build), then copies ``m3vit_zcu104.bit``, writes the hardware platform
     ``m3vit_zcu104.xsa`` (``write_hw_platform -fixed -include_bit``) and copies the block design's
     hardware handoff ``m3vit_zcu104.hwh`` beside the ``.bit`` (what PYNQ's ``Overlay`` loads).
 ``build.tcl``
@@ -157,10 +160,8 @@ def create_project_tcl(spec: ProjectSpec) -> str:
         seg = HP_PS_NAMES[ps_port][3]
         hp_lines += [
             f"connect_bd_intf_net [get_bd_intf_pins accel/{bus}] [get_bd_intf_pins ps/{ps_port}]",
-            f"assign_bd_address -offset {spec.dma_window.base:#010x} "
-            f"-range {spec.dma_window.size:#010x} \\\n"
-            f"    -target_address_space [get_bd_addr_spaces accel/{bus}] "
-            f"[get_bd_addr_segs ps/{seg}] -force",
+            f"m3vit_map_only [get_bd_addr_spaces accel/{bus}] [get_bd_addr_segs ps/{seg}] "
+            f"{spec.dma_window.base:#010x} {spec.dma_window.size:#010x}",
         ]
     hp_block = "\n".join(hp_lines)
     led_width = len(spec.leds)
@@ -173,6 +174,18 @@ set here [file dirname [file normalize [info script]]]
 set proj_name {PROJECT_NAME}
 set proj_dir [file join $here vivado]
 set part {PART}
+
+proc m3vit_map_only {{space keep offset range}} {{
+    # Map one slave segment into a master's address space and exclude every other segment the
+    # master can reach (HPn_DDR_HIGH, _LPS_OCM, _PCIE_LOW, _QSPI): no BD 41-1356 warnings.
+    assign_bd_address -offset $offset -range $range -target_address_space $space $keep -force
+    set kept [get_property PATH $keep]
+    foreach seg [get_bd_addr_segs -quiet -addressables -of_objects $space] {{
+        if {{[get_property PATH $seg] ne $kept}} {{
+            exclude_bd_addr_seg -target_address_space $space $seg
+        }}
+    }}
+}}
 
 proc m3vit_ip {{name}} {{
     # Newest installed version of xilinx.com:ip:<name>.
@@ -187,8 +200,10 @@ set board_part [lindex [get_board_parts -quiet -latest_file_version {{{BOARD_PAR
 if {{$board_part ne ""}} {{
     set_property board_part $board_part [current_project]
     puts "m3vit: board part $board_part (PS configured from the board preset)"
+}} elseif {{[info exists ::env(M3VIT_PS_WITHOUT_BOARD_FILES)]}} {{
+    puts "WARNING: m3vit: ZCU104 board files not installed; M3VIT_PS_WITHOUT_BOARD_FILES is set, so the PS is configured from the explicit properties of platform/zcu104.py (DDR4, boot and console MIO only: not the complete board preset)"
 }} else {{
-    puts "WARNING: m3vit: ZCU104 board files not installed; PS configured from explicit properties"
+    error "m3vit: the ZCU104 board files ({BOARD_PART_PATTERN}) are not installed, so the PS cannot be configured from the board preset. Install them (Vivado: Tools > Vivado Store > Boards > Zynq UltraScale+ ZCU104, or from the Tcl console: xhub::refresh_catalog \\[xhub::get_xstores xilinx_board_store\\]; xhub::install \\[xhub::get_xitems *zcu104*\\]) or point Vivado at a checkout of github.com/Xilinx/XilinxBoardStore (set_param board.repoPaths), then rerun. To build anyway with the partial PS settings of platform/zcu104.py, set M3VIT_PS_WITHOUT_BOARD_FILES=1."
 }}
 
 add_files -norecurse [file join $here {spec.verilog_file}]
@@ -217,11 +232,15 @@ set_property -dict [list CONFIG.NUM_SI {{1}} CONFIG.NUM_MI {{1}}] $sc
 connect_bd_net [get_bd_pins ps/pl_clk0] [get_bd_pins ps/maxihpm0_fpd_aclk] {hp_clocks} \\
     [get_bd_pins pl_reset/slowest_sync_clk] [get_bd_pins csr_smartconnect/aclk] \\
     [get_bd_pins accel/clk]
-# The module reference's clock and interfaces take pl_clk0's actual frequency (the PS rounds it).
+# The module reference's clock and interfaces take pl_clk0's actual frequency (the PS rounds it)
+# and its clock domain, so validation sees one clock on both sides of every AXI connection.
 set pl_hz [get_property CONFIG.FREQ_HZ [get_bd_pins ps/pl_clk0]]
+set pl_domain [get_property CONFIG.CLK_DOMAIN [get_bd_pins ps/pl_clk0]]
 foreach pin [list [get_bd_pins accel/clk] {bus_pins}] {{
-    if {{[catch {{set_property CONFIG.FREQ_HZ $pl_hz $pin}} msg]}} {{
-        puts "WARNING: m3vit: could not set FREQ_HZ on $pin: $msg"
+    foreach {{key value}} [list FREQ_HZ $pl_hz CLK_DOMAIN $pl_domain] {{
+        if {{[catch {{set_property CONFIG.$key $value $pin}} msg]}} {{
+            puts "WARNING: m3vit: could not set $key on $pin: $msg"
+        }}
     }}
 }}
 connect_bd_net [get_bd_pins ps/pl_resetn0] [get_bd_pins pl_reset/ext_reset_in]
@@ -288,6 +307,9 @@ set wns [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]]
 set whs [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -hold]]
 puts "m3vit: pl_clk0 requested {_mhz(spec.clock_mhz)} MHz, WNS $wns ns, WHS $whs ns"
 if {{($wns ne "" && $wns < 0) || ($whs ne "" && $whs < 0)}} {{
+    set kind [expr {{($wns ne "" && $wns < 0) ? "-setup" : "-hold"}}]
+    puts "m3vit: worst failing path:"
+    puts [report_timing $kind -max_paths 1 -nworst 1 -path_type full -return_string]
     error "m3vit: timing not met at {_mhz(spec.clock_mhz)} MHz (WNS $wns ns, WHS $whs ns): see reports/timing_summary.txt; rebuild with a lower --clock-mhz"
 }}
 

@@ -90,13 +90,56 @@ def test_tcl_part_and_ps_settings(cli_build):
             "[get_bd_intf_pins ps/S_AXI_HP0_FPD]") in tcl
     csr = addrmap.csr_window(cfg.csr_addr_width)
     assert f"assign_bd_address -offset {csr.base:#010x} -range {csr.size:#010x}" in tcl
-    assert (f"-offset 0x00000000 -range {addrmap.DMA_WINDOW.size:#010x} \\\n"
-            "    -target_address_space [get_bd_addr_spaces accel/m_axi_hp0] "
-            "[get_bd_addr_segs ps/SAXIGP2/HP0_DDR_LOW]") in tcl
+    assert ("m3vit_map_only [get_bd_addr_spaces accel/m_axi_hp0] "
+            f"[get_bd_addr_segs ps/SAXIGP2/HP0_DDR_LOW] 0x00000000 {addrmap.DMA_WINDOW.size:#010x}"
+            ) in tcl
+    # Every other segment the master reaches is excluded (no BD 41-1356 critical warnings).
+    proc = tcl[tcl.index("proc m3vit_map_only"):tcl.index("proc m3vit_ip")]
+    assert "assign_bd_address -offset $offset -range $range -target_address_space $space $keep" in proc
+    assert "get_bd_addr_segs -quiet -addressables -of_objects $space" in proc
+    assert "exclude_bd_addr_seg -target_address_space $space $seg" in proc
+    # The module reference takes pl_clk0's frequency and clock domain.
+    assert "set pl_domain [get_property CONFIG.CLK_DOMAIN [get_bd_pins ps/pl_clk0]]" in tcl
+    assert "[list FREQ_HZ $pl_hz CLK_DOMAIN $pl_domain]" in tcl
+    # Without board files: stop and say what to install, unless the partial preset is asked for.
+    no_board = tcl[tcl.index("if {$board_part ne \"\"}"):tcl.index("add_files")]
+    assert "elseif {[info exists ::env(M3VIT_PS_WITHOUT_BOARD_FILES)]}" in no_board
+    assert 'error "m3vit: the ZCU104 board files (xilinx.com:zcu104:part0:*) are not installed' in no_board
+    assert "xhub::install" in no_board and "board.repoPaths" in no_board
     bit = (out / "build_bitstream.tcl").read_text()
     assert "launch_runs impl_1 -to_step write_bitstream" in bit
     assert "write_hw_platform -fixed -include_bit" in bit
     assert "hw_handoff system.hwh" in bit and "$proj_name.hwh" in bit
+    fail = bit[bit.index("if {($wns"):]
+    assert fail.index("report_timing $kind -max_paths 1") < fail.index('error "m3vit: timing not met')
+
+
+def test_map_only_excludes_the_other_segments(cli_build):
+    """Run the generated ``m3vit_map_only`` in a Tcl interpreter with Vivado's commands stubbed."""
+    tkinter = pytest.importorskip("tkinter")
+    out, _ = cli_build
+    tcl = (out / "create_project.tcl").read_text()
+    interp = tkinter.Tcl()
+    interp.eval(tcl[tcl.index("proc m3vit_map_only"):tcl.index("proc m3vit_ip")])
+    interp.eval("""
+        set log {}
+        proc assign_bd_address {args} { lappend ::log [list assign {*}$args] }
+        proc exclude_bd_addr_seg {args} { lappend ::log [list exclude {*}$args] }
+        proc get_property {name obj} { return $obj }
+        proc get_bd_addr_segs {args} {
+            return {ps/SAXIGP2/HP0_DDR_HIGH ps/SAXIGP2/HP0_DDR_LOW ps/SAXIGP2/HP0_LPS_OCM
+                    ps/SAXIGP2/HP0_PCIE_LOW ps/SAXIGP2/HP0_QSPI}
+        }
+        m3vit_map_only accel/m_axi_hp0 ps/SAXIGP2/HP0_DDR_LOW 0x00000000 0x80000000
+    """)
+    log = [interp.splitlist(e) for e in interp.splitlist(interp.eval("set log"))]
+    assert log[0] == ("assign", "-offset", "0x00000000", "-range", "0x80000000",
+                      "-target_address_space", "accel/m_axi_hp0", "ps/SAXIGP2/HP0_DDR_LOW",
+                      "-force")
+    excluded = [e[-1] for e in log[1:]]
+    assert excluded == ["ps/SAXIGP2/HP0_DDR_HIGH", "ps/SAXIGP2/HP0_LPS_OCM",
+                        "ps/SAXIGP2/HP0_PCIE_LOW", "ps/SAXIGP2/HP0_QSPI"]
+    assert all(e[:3] == ("exclude", "-target_address_space", "accel/m_axi_hp0") for e in log[1:])
 
 
 def test_xdc_pins_match_the_platform(cli_build):
