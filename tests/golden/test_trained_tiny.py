@@ -43,7 +43,8 @@ def test_shipped_tiny_routes_over_many_experts(tiny, held_out):
 
 def test_shipped_tiny_integer_model_within_fidelity_targets(tiny):
     """mIoU within 1.0 point and depth RMSE within 5 % of the float model (the issue's targets),
-    on the 50 held-out scenes of the README's `golden.quant eval` command; calibrated like the simulator's integer model (rtl.sim.models)."""
+    on the 50 held-out scenes of the README's ``golden.quant eval`` command; calibrated like the
+    simulator's integer model (rtl.sim.models)."""
     calib, _ = SceneDataset(8, TRAIN_SEED, tiny.cfg.img_size).tensors()
     int_model = quantize_model(tiny, calib)
     images, targets = SceneDataset(50, HELD_OUT_SEED, tiny.cfg.img_size).tensors()
