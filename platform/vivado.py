@@ -13,8 +13,9 @@ Files
     * ``ps`` — ``zynq_ultra_ps_e`` with the ZCU104 board preset (without the board files the
       script stops and says how to install them, unless ``M3VIT_PS_WITHOUT_BOARD_FILES`` is set in
       the environment: then :data:`platform.zcu104.PS_BOARD_SETTINGS`, a partial preset), then:
-      ``pl_clk0`` at the requested frequency from the IOPLL, ``M_AXI_HPM0_FPD`` at 32 bits, ``S_AXI_HP<i>_FPD`` at the accelerator's AXI
-      data width for each master, ``pl_ps_irq0`` enabled, the other PS–PL AXI ports off;
+      ``pl_clk0`` at the requested frequency from the IOPLL, ``M_AXI_HPM0_FPD`` at 32 bits,
+      ``S_AXI_HP<i>_FPD`` at the accelerator's AXI data width for each master, ``pl_ps_irq0``
+      enabled, the other PS–PL AXI ports off;
     * ``pl_reset`` — ``proc_sys_reset`` from ``pl_resetn0``, its ``peripheral_aresetn`` resets the
       accelerator and the SmartConnect;
     * ``csr_smartconnect`` — SmartConnect 1×1, AXI4 (HPM0) → AXI4-Lite (the CSR port);
@@ -30,8 +31,9 @@ Files
 ``build_bitstream.tcl``
     Synthesis, implementation and bitstream (``impl_1``), reports, a timing check (negative setup
     or hold slack prints the worst path and fails the build), then copies ``m3vit_zcu104.bit``,
-    writes the hardware platform ``m3vit_zcu104.xsa`` (``write_hw_platform -fixed -include_bit``) and copies the block design's
-    hardware handoff ``m3vit_zcu104.hwh`` beside the ``.bit`` (what PYNQ's ``Overlay`` loads).
+    writes the hardware platform ``m3vit_zcu104.xsa`` (``write_hw_platform -fixed -include_bit``)
+    and copies the block design's hardware handoff ``m3vit_zcu104.hwh`` beside the ``.bit`` (what
+    PYNQ's ``Overlay`` loads).
 ``build.tcl``
     Sources both. ``build.sh`` runs it in Vivado batch mode.
 """
