@@ -167,9 +167,7 @@ class Accelerator(wiring.Component):
                          pc.eq(seq.pc)]
         for c in counted_causes():
             m.d.comb += getattr(csr, cause_counter(c).lower() + "_inc").eq(cause == c)
-        macs = Signal.like(cp.macs)           # registered: the product is off the adder's path
-        m.d.sync += macs.eq(cp.macs)
-        m.d.comb += csr.perf_macs_inc.eq(macs)
+        m.d.comb += csr.perf_macs_inc.eq(cp.macs)     # registered in the CSR block
         work = Signal.like(self.work.payload)
         last = Signal.like(work)
         m.d.comb += [work.eq(pc | (cause << 16)), self.work.payload.eq(work),

@@ -9,7 +9,7 @@ access     ports (``<reg>_<field>``, lower case)
 ``rw``     ``Out(width)`` — the register's value
 ``w1p``    ``Out(width)`` — high for the one cycle after a write of 1
 ``w1c``    ``Out(width)`` value and ``In(width)`` ``…_set`` (set pulses win over a clear)
-counter    ``In(inc_width)`` ``<reg>_inc`` — added every cycle
+counter    ``In(inc_width)`` ``<reg>_inc`` — added every cycle (registered: one cycle later)
 =========  =====================================================================
 
 plus ``irq`` = ``CONTROL.irq_enable & (STATUS.done | STATUS.error)``. Writing ``PERF_CONTROL.clear``
@@ -146,9 +146,13 @@ class CSR(wiring.Component):
             if r.is_counter:
                 cnt = Signal(64, name=f"{r.name.lower()}_count")
                 snap = Signal(32, name=f"{r.name.lower()}_hi_snapshot")
-                inc = getattr(self, port_name(r, "inc"))
+                # The increment is registered (the sources' logic stays off the 64-bit carry
+                # chain): a counter lags its events by one cycle; a clear drops both.
+                inc = Signal.like(getattr(self, port_name(r, "inc")),
+                                  name=f"{r.name.lower()}_inc_q")
+                m.d.sync += inc.eq(getattr(self, port_name(r, "inc")))
                 with m.If(clear_counters):
-                    m.d.sync += cnt.eq(0)
+                    m.d.sync += [cnt.eq(0), inc.eq(0)]
                 with m.Else():
                     m.d.sync += cnt.eq(cnt + inc)
                 lo, hi = r.words()

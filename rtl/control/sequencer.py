@@ -1,6 +1,10 @@
 """The sequencer: fetches the layer program into its instruction memory, then decodes and issues
 instructions in order to the load engine and the compute datapath, runs the expert loop over the
-router's non-empty experts, and stops with an error code instead of hanging on anything bad."""
+router's non-empty experts, and stops with an error code instead of hanging on anything bad.
+
+Each instruction goes READ (instruction memory) -> DECODE (the word into a register) -> CHECK
+(its operand check and its resolved load / compute commands into registers) -> ISSUE, so the
+commands the units see and the issue decision come straight from registers."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ class _S(enum.Enum, shape=3):
     DECODE = 3
     ISSUE = 4
     DRAIN = 5
+    CHECK = 6
 
 
 class Sequencer(wiring.Component):
@@ -107,9 +112,12 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     m.d.sync += r.state.eq(_S.DECODE)
             with m.Case(_S.DECODE):
-                m.d.sync += [r.instr.eq(rd.data), r.state.eq(_S.ISSUE)]
+                m.d.sync += [r.instr.eq(rd.data), r.state.eq(_S.CHECK)]
+            with m.Case(_S.CHECK):
+                m.d.sync += [r.error.eq(check.error), r.ccmd.eq(r.ccmd_next),
+                             r.lcmd.eq(r.lcmd_next), r.state.eq(_S.ISSUE)]
             with m.Case(_S.ISSUE):
-                self._issue(m, r, check.error)
+                self._issue(m, r, r.error)
             with m.Case(_S.DRAIN):
                 with m.If(self._idle_all()):
                     m.d.sync += r.state.eq(_S.IDLE)
@@ -131,12 +139,14 @@ class Sequencer(wiring.Component):
         return ~self.compute_busy & ~self.loader_busy & ~self.compute.valid & ~self.load.valid
 
     def _expert_loop(self, m, r):
-        """The router's non-empty experts: current, next, and whether there is a next."""
+        """The router's non-empty experts: current, next, and whether there is a next;
+        registered (they follow ``loop_i`` one cycle later, long before the CHECK of the next
+        instruction that reads them, and the router is done before EXPERT_FIRST issues)."""
         E = self.cfg.experts
         idx = max(1, ceil_log2(E))
         r.ne_expert = Array(self.ne_expert[i] for i in range(E))
         r.ne_length = Array(self.ne_length[i] for i in range(E))
-        m.d.comb += [r.has_next.eq(r.loop_i + 1 < self.ne_count),
+        m.d.sync += [r.has_next.eq(r.loop_i + 1 < self.ne_count),
                      r.cur_e.eq(r.ne_expert[r.loop_i[:idx]]),
                      r.next_e.eq(r.ne_expert[(r.loop_i + 1)[:idx]]),
                      r.cur_len.eq(r.ne_length[r.loop_i[:idx]])]
@@ -164,7 +174,7 @@ class Sequencer(wiring.Component):
         mm_par = Signal()
         m.d.comb += [mm_par.eq(mm.parity & r.parity),
                      r.mm_m.eq(Mux(mm.m_from_queue, r.cur_len, mm.m))]
-        ccmd = self.compute.payload
+        ccmd = r.ccmd_next
         m.d.comb += [ccmd.instr.eq(r.instr), ccmd.qstart.eq(r.qstart), ccmd.m.eq(r.mm_m),
                      ccmd.pc.eq(r.pc),
                      ccmd.ddr_addr.eq(r.bases[mm.base] + mm.offset)]
@@ -173,9 +183,10 @@ class Sequencer(wiring.Component):
         with m.Else():
             m.d.comb += [ccmd.b_offset.eq(mm.b_offset + Mux(mm_par, self.b_half, 0)),
                          ccmd.const_base.eq(mm.const_base + Mux(mm_par, self.const_half, 0))]
-        lcmd = self.load.payload
+        lcmd = r.lcmd_next
         m.d.comb += [lcmd.dest.eq(ld.dest), lcmd.addr.eq(r.ld_addr), lcmd.words.eq(ld.words),
-                     lcmd.row_words.eq(ld.row_words), lcmd.ddr_addr.eq(ld_ddr)]
+                     lcmd.row_words.eq(ld.row_words), lcmd.ddr_addr.eq(ld_ddr),
+                     self.compute.payload.eq(r.ccmd), self.load.payload.eq(r.lcmd)]
 
     def _start(self, m, r):
         with m.If(self.start):
@@ -305,6 +316,11 @@ class _Regs:
         self.cur_len = Signal(max(1, ceil_log2(cfg.max_tokens + 1)), name="cur_len")
         self.ld_addr = Signal(21, name="ld_addr")
         self.mm_m = Signal(12, name="mm_m")
+        self.error = Signal(8, name="check_error")      # CHECK's verdict, for ISSUE
+        self.ccmd_next = Signal(compute_cmd_layout(cfg), name="ccmd_next")
+        self.lcmd_next = Signal(load_cmd_layout(cfg), name="lcmd_next")
+        self.ccmd = Signal(compute_cmd_layout(cfg), name="ccmd")
+        self.lcmd = Signal(load_cmd_layout(cfg), name="lcmd")
 
     def fail(self, m, reason):
         m.d.sync += [self.code.eq(reason), self.state.eq(_S.DRAIN)]

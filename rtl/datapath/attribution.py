@@ -1,12 +1,11 @@
 """The cycle cause of the compute datapath (:mod:`rtl.control.causes`): one per cycle, from the
 dispatcher's instruction and phase, the array's activity and the lanes.
 
-A MATMUL is, in priority order: the dispatcher's issue cycle (``SEQUENCER``), the array held by
-back-pressure (``STORE`` into DDR, ``ROUTER`` into the router, ``LANES`` into an on-chip sink), a
-row tile waiting for its A rows from the A-operand loader (``A_MOVE``), stepping through K
-(``ARRAY``), padding a tile to its period
-(``TILE_PERIOD``), the array or the lanes draining (``FILL_DRAIN``), and last the wait for the DDR
-writes' responses or the router's queues (``STORE`` / ``ROUTER``). Every other instruction is its
+A MATMUL is, in priority order: the dispatcher's decode and issue cycles (``SEQUENCER``), the
+array held by back-pressure (``STORE`` into DDR, ``ROUTER`` into the router, ``LANES`` into an
+on-chip sink), a row tile waiting for its A rows from the A-operand loader (``A_MOVE``),
+stepping through K (``ARRAY``), padding a tile to its period (``TILE_PERIOD``), the array or the
+lanes draining (``FILL_DRAIN``), and last the wait for the DDR writes' responses or the router's queues (``STORE`` / ``ROUTER``). Every other instruction is its
 unit's cause for all its cycles. ``NONE`` while the dispatcher is idle.
 """
 
@@ -71,7 +70,7 @@ class CauseEncoder(wiring.Component):
                 m.d.comb += self.cause.eq(Cause.LANES)
 
     def _matmul(self, m):
-        with m.If(self.phase == Phase.ISSUE):
+        with m.If((self.phase == Phase.DECODE) | (self.phase == Phase.ISSUE)):
             m.d.comb += self.cause.eq(Cause.SEQUENCER)
         with m.Elif(Mux(self.tiler_busy, self.stalled, self.lanes_held)):
             self._held_by_sink(m)

@@ -1,8 +1,10 @@
 """The dispatcher: decodes one compute instruction at a time and runs it on the engines.
 
-On accepting an instruction it latches it, sets the lanes' mode and the selectors (lanes source,
-result sink, ACT ports) and starts the engines the instruction uses, with their operands; then
-it steps through the instruction's phases, each ending on an engine's ``done``::
+On accepting an instruction it only latches it (a pipeline register: nothing downstream sees the
+sequencer's decode logic); in the next cycle, DECODE, it sets the lanes' mode and the selectors
+(lanes source, result sink, ACT ports) and starts the engines the instruction uses, with their
+operands from that register; then it steps through the instruction's phases, each ending on an
+engine's ``done``::
 
     MATMUL     ISSUE (A-operand loader and tiler command; the tiler starts each row tile as
                soon as its A rows are in) -> FINISH (array, lanes, sink)
@@ -68,6 +70,7 @@ class Phase(enum.Enum, shape=3):
     ROWGEN = 3
     FEED = 4
     FINISH = 5
+    DECODE = 6
 
 
 _SINKS = ((OutDest.NONE, Sink.NONE), (OutDest.ACT, Sink.ACT), (OutDest.SCORE, Sink.SCORE),
@@ -87,7 +90,8 @@ class Dispatcher(wiring.Component):
     mode : Out(lanes mode); lanes_src : Out(LanesSource); m_offset : Out(8)
     sink : Out(Sink); act_rd_sel : Out(ActReader); act_wr_sel : Out(ActWriter)
     aload, bmove, rowgen, feed, pack, act_sink, router_sink, ln_sink, store : Out(stream), the
-        engines' commands (valid in the cycle an instruction is accepted)
+        engines' commands (valid in the DECODE cycle; the DDR store's one cycle later, its
+        length a registered product)
     route_start : Out(1), a routing begins; pack_enable : Out(1), the packer takes its input;
         pack_from_ln : Out(1), its input is LayerNorm's (else the softmax's)
     tiler : Out(stream) of the array's command
@@ -138,21 +142,29 @@ class Dispatcher(wiring.Component):
                                             Mux((op == Op.LAYERNORM) | (op == Op.SOFTMAX),
                                                 ActWriter.PACKER, ActWriter.SINK)))]
         with m.If(self.cmd.valid & (state == Phase.IDLE)):
-            m.d.sync += cmd.eq(self.cmd.payload)
-            self._accept(m, self.cmd.payload, state, mode, sink, lsrc)
-        self._phases(m, state, cmd, sink)
+            m.d.sync += [cmd.eq(self.cmd.payload), state.eq(Phase.DECODE)]
+        go = Signal(name="store_go")
+        store = (go, Signal.like(self.store.payload.length, name="store_length"),
+                 Signal.like(self.store.payload.beats, name="store_beats"))
+        with m.If(state == Phase.DECODE):
+            self._accept(m, cmd, state, mode, sink, lsrc, store)
+        self._phases(m, state, cmd, sink, go)
+        with m.If(go):
+            m.d.sync += go.eq(0)
+            self._start(m, self.store, ddr_addr=cmd.ddr_addr, length=store[1], beats=store[2])
         active = state != Phase.IDLE
         m.d.comb += [self.busy.eq(active),
                      self.pack_enable.eq(active & ((op == Op.LAYERNORM) | (op == Op.SOFTMAX))),
                      self.pack_from_ln.eq(op == Op.LAYERNORM),
                      self.layernorm_busy.eq(active & (op == Op.LAYERNORM)),
                      self.softmax_busy.eq(active & (op == Op.SOFTMAX)),
-                     self.router_busy.eq(active & (sink == Sink.ROUTER)),
+                     self.router_busy.eq(active & (state != Phase.DECODE)
+                                         & (sink == Sink.ROUTER)),
                      self.mover_busy.eq(state == Phase.BMOVE),
                      self.op.eq(op), self.phase.eq(state), self.pc.eq(cmd.pc)]
         return m
 
-    def _accept(self, m, new, state, mode, sink, lsrc):
+    def _accept(self, m, new, state, mode, sink, lsrc, store):
         """Decode ``new``: lanes mode, selectors, first phase, engine commands."""
         na = new.instr.args
         with m.Switch(new.instr.op):
@@ -169,7 +181,7 @@ class Dispatcher(wiring.Component):
                             m.d.sync += sink.eq(sk)
                 empty = (new.m == 0) | (nm.k == 0) | (nm.n == 0)
                 m.d.sync += state.eq(Mux(empty, Phase.FINISH, Phase.ISSUE))
-                self._start_matmul(m, new, empty)
+                self._start_matmul(m, new, empty, store)
             with m.Case(Op.LAYERNORM):
                 ln = na.layernorm
                 m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
@@ -205,7 +217,9 @@ class Dispatcher(wiring.Component):
             with m.Default():
                 m.d.sync += state.eq(Phase.FINISH)
 
-    def _start_matmul(self, m, new, empty):
+    def _start_matmul(self, m, new, empty, store):
+        """The engines of a MATMUL; ``store`` = (go, length, beats), the DDR store's command
+        registered for the next cycle."""
         C = self.cfg.array_cols
         nm = new.instr.args.matmul
         with m.If(~empty):
@@ -213,10 +227,12 @@ class Dispatcher(wiring.Component):
                         gather=nm.gather, qstart=new.qstart)
         self._start(m, self.act_sink, d_addr=nm.d_addr, d_stride=nm.d_stride)
         self._start(m, self.router_sink, m=new.m)
+        # The store starts one cycle later, from registers: the products stay off the
+        # engines' command paths (its first row leaves the array many cycles later).
         tiles_n = (nm.n + C - 1) // C
-        with m.If(nm.dest == OutDest.DDR):
-            self._start(m, self.store, ddr_addr=new.ddr_addr, length=new.m * tiles_n * (2 * C),
-                        beats=new.m * tiles_n * self.cfg.store_ratio)
+        go, length, beats = store
+        m.d.sync += [go.eq(nm.dest == OutDest.DDR), length.eq(new.m * tiles_n * (2 * C)),
+                     beats.eq(new.m * tiles_n * self.cfg.store_ratio)]
         with m.If(nm.dest == OutDest.ROUTER):
             m.d.comb += self.route_start.eq(1)
 
@@ -225,7 +241,7 @@ class Dispatcher(wiring.Component):
         module.d.comb += port.valid.eq(1)
         module.d.comb += [getattr(port.payload, k).eq(v) for k, v in fields.items()]
 
-    def _phases(self, m, state, cmd, sink):
+    def _phases(self, m, state, cmd, sink, store_go):
         mm = cmd.instr.args.matmul
         with m.Switch(state):
             with m.Case(Phase.ISSUE):
@@ -245,7 +261,7 @@ class Dispatcher(wiring.Component):
                 with m.If(self.feed_done):
                     m.d.sync += state.eq(Phase.FINISH)
             with m.Case(Phase.FINISH):
-                with m.If(self._drained(cmd.instr.op, sink)):
+                with m.If(self._drained(cmd.instr.op, sink) & ~store_go):
                     m.d.sync += state.eq(Phase.IDLE)
 
     def _drained(self, op, sink):

@@ -1,8 +1,10 @@
 """Cycle formulas of the compute instructions, as the datapath runs them today (one instruction
 at a time; ``tests/rtl/datapath/test_compute.py`` asserts each against the RTL).
 
-Every instruction pays one cycle from its acceptance to its first phase and one to see its
-last effect drained; in between (``C`` = array columns, ``R`` = rows, ``VECTOR_LATENCY`` = 8):
+Every instruction pays :data:`ACCEPT_CYCLES` = 2 cycles from its acceptance to its first phase
+(the dispatcher latches the command, then decodes it from that register: DECODE) and one to
+see its last effect drained; in between (``C`` = array columns, ``R`` = rows,
+``VECTOR_LATENCY`` = 8):
 
 * MATMUL: one cycle to issue the array's command and the A-operand copy from ACT into the
   array's banks (:func:`rtl.datapath.a_loader.a_load_cycles`: 2 + rows × ceil(K / C) ×
@@ -33,8 +35,12 @@ from rtl.datapath.row_gen import row_gen_cycles
 from rtl.datapath.score_feeder import feed_groups
 from rtl.datapath.transpose_packer import last_write_cycle
 
-__all__ = ["a_ready_cycles", "a_wait_cycles", "matmul_instr_cycles", "router_matmul_cycles",
+__all__ = ["ACCEPT_CYCLES", "a_ready_cycles", "a_wait_cycles", "matmul_instr_cycles", "router_matmul_cycles",
            "store_matmul_bounds", "bload_cycles", "lanes_cycles", "layernorm_cycles", "softmax_cycles"]
+
+
+#: Acceptance to first phase: the latch cycle and DECODE (:mod:`rtl.datapath.dispatcher`).
+ACCEPT_CYCLES = 2
 
 
 def a_ready_cycles(cfg: AccelConfig, m: int, k: int, gather: bool = False) -> list[int]:
@@ -47,8 +53,8 @@ def a_ready_cycles(cfg: AccelConfig, m: int, k: int, gather: bool = False) -> li
 
 def matmul_instr_cycles(cfg: AccelConfig, m: int, k: int, n: int, gather: bool = False) -> int:
     """MATMUL into ACT, SCORE or only the lanes' state (no back-pressure): the tiler's command
-    one cycle after acceptance, each row tile as soon as its A rows are in."""
-    return (2 + matmul_cycles(m, k, n, cfg.array_rows, cfg.array_cols,
+    in the first phase after acceptance, each row tile as soon as its A rows are in."""
+    return (ACCEPT_CYCLES + 1 + matmul_cycles(m, k, n, cfg.array_rows, cfg.array_cols,
                               a_ready_cycles(cfg, m, k, gather)) + VECTOR_LATENCY)
 
 
@@ -75,22 +81,22 @@ def router_matmul_cycles(cfg: AccelConfig, m: int, k: int, router) -> int:
     tile's A rows are in and the array's first row (``k + C + 1``) and the lanes are through,
     then the router sets the pace."""
     first = max(1, a_ready_cycles(cfg, m, k)[0])
-    return first + k + cfg.array_cols + 1 + VECTOR_LATENCY + router.frame_cycles(m)
+    return ACCEPT_CYCLES - 1 + first + k + cfg.array_cols + 1 + VECTOR_LATENCY + router.frame_cycles(m)
 
 
 def bload_cycles(cfg: AccelConfig, rows: int, words: int, transpose: bool) -> int:
-    return b_move_cycles(cfg, rows, words, transpose) + 1
+    return b_move_cycles(cfg, rows, words, transpose) + ACCEPT_CYCLES
 
 
 def lanes_cycles(rows: int, row_words: int) -> int:
-    return row_gen_cycles(rows, row_words) + VECTOR_LATENCY + 1
+    return row_gen_cycles(rows, row_words) + VECTOR_LATENCY + ACCEPT_CYCLES
 
 
 def layernorm_cycles(cfg: AccelConfig, layernorm, rows: int, row_words: int) -> int:
     """Residual rows through the lanes into LayerNorm (``ln_lanes`` elements a beat), the
     results packed into ACT."""
     beats = row_words * cfg.array_cols // cfg.ln_lanes
-    return 1 + VECTOR_LATENCY + layernorm.schedule([beats] * rows)[-1][1] + 1
+    return ACCEPT_CYCLES + VECTOR_LATENCY + layernorm.schedule([beats] * rows)[-1][1] + 1
 
 
 def softmax_cycles(cfg: AccelConfig, softmax, rows: int, length: int) -> int:
@@ -99,8 +105,8 @@ def softmax_cycles(cfg: AccelConfig, softmax, rows: int, length: int) -> int:
     probabilities written out by the transposing packer
     (:func:`rtl.datapath.transpose_packer.last_write_cycle`)."""
     if rows == 0 or length == 0:
-        return 3
+        return ACCEPT_CYCLES + 2
     beats = [last - length + 1 + k
              for _, last in softmax.schedule([length] * feed_groups(cfg, rows))
              for k in range(length)]
-    return 2 + last_write_cycle(cfg, rows, length, beats) + 1
+    return ACCEPT_CYCLES + 1 + last_write_cycle(cfg, rows, length, beats) + 1

@@ -494,6 +494,40 @@ def test_w1p_w1c_irq_and_counters():
     assert after.rdata < 10, f"counters not cleared: {after.rdata}"
 
 
+class _Pulses(Model):
+    """``perf_bytes_moved_inc`` = 7 in the given cycles and three cycles after the one
+    ``perf_control_clear`` is seen high."""
+
+    def __init__(self, cycles):
+        self.cycles, self.clear_at = set(cycles), []
+
+    def drive(self, io):
+        late = bool(self.clear_at) and io.cycle == self.clear_at[0] + 3
+        io.set("perf_bytes_moved_inc", 7 if io.cycle in self.cycles or late else 0)
+
+    def sample(self, io):
+        if io.get("perf_control_clear"):
+            self.clear_at.append(io.cycle)
+
+
+def test_counter_increments_are_neither_lost_nor_doubled():
+    """The registered increment: one-cycle pulses, back to back or apart, are each counted
+    once; one shortly after a clear is counted from zero."""
+    bench = make_bench(CSR(CFG))
+    master = AxiLiteMaster("bus")
+    pulses = _Pulses([3, 4, 10, 11, 12, 30])
+    bench.add(master, AxiChecker("bus", 32, lite=True), pulses)
+    bench.run(lambda: bench.cycle >= 60)
+    before = master.read(off("PERF_BYTES_MOVED_LO"))
+    bench.run(max_cycles=100)
+    assert before.rdata == 6 * 7, f"counted {before.rdata}, expected 42"
+    master.write(off("PERF_CONTROL"), 1)
+    bench.run(lambda: bench.cycle >= 150)
+    after = master.read(off("PERF_BYTES_MOVED_LO"))
+    bench.run(max_cycles=100)
+    assert len(pulses.clear_at) == 1 and after.rdata == 7, f"after the clear: {after.rdata}, expected 7"
+
+
 def test_register_map_generation(tmp_path, capsys):
     fw = firmware_register_map(DEFAULT)
     offsets = [r["offset"] for r in fw["registers"].values()]

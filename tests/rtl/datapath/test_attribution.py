@@ -20,7 +20,7 @@ from rtl.control.isa import Op, OutDest
 from rtl.control.registers import register_map
 from rtl.datapath.attribution import CauseEncoder
 from rtl.datapath.dispatcher import Phase, Sink
-from rtl.datapath.timing import a_wait_cycles
+from rtl.datapath.timing import ACCEPT_CYCLES, a_wait_cycles
 from tests.rtl.datapath.compute_rig import ComputeRig
 from tests.rtl.datapath.test_compute import _matmul, _matmul_operands
 
@@ -35,7 +35,7 @@ def _reference(v: dict) -> Cause:
         return {Op.LAYERNORM: Cause.LAYERNORM, Op.SOFTMAX: Cause.SOFTMAX, Op.BLOAD: Cause.B_MOVER,
                 Op.LANES: Cause.LANES, Op.LOAD: Cause.ACT_LOAD}.get(v["op"], Cause.SEQUENCER)
     held = {Sink.DDR: Cause.STORE, Sink.ROUTER: Cause.ROUTER}.get(v["sink"], Cause.LANES)
-    if v["phase"] == Phase.ISSUE:
+    if v["phase"] in (Phase.DECODE, Phase.ISSUE):
         return Cause.SEQUENCER
     if (v["stalled"] if v["tiler_busy"] else v["lanes_held"]):
         return held
@@ -100,7 +100,7 @@ def _check_sum(rig, cycles, what):
 @pytest.mark.parametrize("m, k, n", [(9, 13, 5), (5, 2, 7), (4, 4, 4)])
 def test_matmul_cycles_by_cause(rig, m, k, n):
     """A matmul into ACT: ARRAY = tiles x K, TILE_PERIOD = tiles x (period - K), A_MOVE = the
-    cycles row tiles wait for their A rows, one issue cycle, the rest filling/draining; the
+    cycles row tiles wait for their A rows, the decode and issue cycles, the rest filling/draining; the
     useful MACs are M x K x N."""
     cfg = rig.cfg
     R, C = cfg.array_rows, cfg.array_cols
@@ -109,7 +109,7 @@ def test_matmul_cycles_by_cause(rig, m, k, n):
     tiles = math.ceil(m / R) * math.ceil(n / C)
     got = rig.tally.counts
     want = {Cause.ARRAY: tiles * k, Cause.TILE_PERIOD: tiles * (tile_period(k, R, C) - k),
-            Cause.A_MOVE: a_wait_cycles(cfg, m, k, n), Cause.SEQUENCER: 1}
+            Cause.A_MOVE: a_wait_cycles(cfg, m, k, n), Cause.SEQUENCER: ACCEPT_CYCLES}
     assert want[Cause.A_MOVE] > 0
     for cause, n_want in want.items():
         assert got[cause] == n_want, f"{cause.name}: {got[cause]} cycles, expected {n_want}"
