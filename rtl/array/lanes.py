@@ -9,9 +9,10 @@ stage      operation (``golden.quant.ops`` name)
 =========  ===============================================================================
 1          ``acc + bias[n]`` and ``× M[n]`` (``matmul`` bias, ``requantize``)
 2          ``round_shift(·, sh[n])`` and saturation to 8/16/32 bits (``requantize``)
-3–4        optional ``gelu_q10`` (two table reads, interpolation)
-4–5        optional second requantisation ``× M_act``, ``round_shift``, ``sat8``
-6–7        optional ``residual_add`` (read-modify-write of the residual memory) or
+3–4        optional ``gelu_q10`` (one read of a table holding each entry and its difference
+           to the next, then the interpolation)
+5–6        optional second requantisation ``× M_act``, then ``round_shift`` and ``sat8``
+7–8        optional ``residual_add`` (read-modify-write of the residual memory) or
            ``moe_accumulate`` (``round_shift(y·p, 16)`` added to the token's accumulator row)
 =========  ===============================================================================
 
@@ -36,7 +37,7 @@ __all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", 
            "lane_in_layout", "lane_out_layout"]
 
 # Cycles from a row entering the lanes to its result on ``out`` (without back-pressure).
-VECTOR_LATENCY = 8
+VECTOR_LATENCY = 9
 
 
 class OutBits(enum.Enum, shape=2):
@@ -152,8 +153,12 @@ class VectorLanes(wiring.Component):
                                      depth=self.max_tokens << self.tn_bits, init=[])
         queue_entry = data.StructLayout({"token": unsigned(m_width), "prob": unsigned(16)})
         self.queue = memory.Memory(shape=queue_entry, depth=max_m, init=[])
-        self.gelu_tables = [memory.Memory(shape=signed(20), depth=len(ops.gelu_table()),
-                                          init=[int(v) for v in ops.gelu_table()])
+        table = [int(v) for v in ops.gelu_table()]
+        diffs = [b - a for a, b in zip(table, table[1:])]
+        gelu_entry = data.StructLayout({"t": signed(20),
+                                        "d": signed(max(abs(d) for d in diffs).bit_length() + 1)})
+        self.gelu_tables = [memory.Memory(shape=gelu_entry, depth=len(diffs),
+                                          init=[{"t": t, "d": d} for t, d in zip(table, diffs)])
                             for _ in range(cols)]
         row_in = lane_in_layout(cols, m_width, tn_width, acc_width)
         row_out = lane_out_layout(cols, m_width, tn_width)
@@ -246,9 +251,9 @@ class VectorLanes(wiring.Component):
                         m.d.sync += p.y3[j].eq(_saturate(r, 32))
 
     def _gelu(self, m, p):
-        """Stage 3 → 4: GELU table reads (both neighbours) for int16 Q10 inputs; 4 → 5:
-        interpolate, choose GELU or pass-through, second multiplier; 5 → 6: second
-        requantisation to int8 (GELU) or pass-through."""
+        """Stage 3 → 4: GELU table read (an entry and its difference to the next) for int16
+        Q10 inputs; 4 → 5: interpolate, choose GELU or pass-through; 5 → 6: second multiplier;
+        6 → 7: second requantisation to int8 (GELU) or pass-through."""
         C, en, mode, y3 = self.cols, p.en, self.mode, p.y3
         lo = -ops.GELU_RANGE << ops.GELU_FRAC
         hi = ops.GELU_RANGE << ops.GELU_FRAC
@@ -257,57 +262,56 @@ class VectorLanes(wiring.Component):
         f4 = self._stage(unsigned(frac_bits), 4, "f")
         tables = []
         for j in range(C):
-            t0 = self.gelu_tables[j].read_port(transparent_for=())
-            t1 = self.gelu_tables[j].read_port(transparent_for=())
+            rd = self.gelu_tables[j].read_port(transparent_for=())
             u = Signal(range(hi - lo), name=f"gelu_u_{j}")
             m.d.comb += u.eq(Mux(y3[j] < lo, 0, Mux(y3[j] >= hi, hi - lo - 1, y3[j] - lo)))
-            m.d.comb += [t0.addr.eq(u >> frac_bits), t1.addr.eq((u >> frac_bits) + 1),
-                         t0.en.eq(en), t1.en.eq(en)]
+            m.d.comb += [rd.addr.eq(u >> frac_bits), rd.en.eq(en)]
             with m.If(en):
                 m.d.sync += [x4[j].eq(y3[j]), f4[j].eq(u[:frac_bits])]
-            tables.append((t0.data, t1.data))
+            tables.append(rd.data)
         y5 = self._stage(signed(32), 5, "y")
-        prod5 = self._stage(signed(40), 5, "act_prod")
+        g5 = self._stage(signed(22), 5, "gelu")
         with m.If(en):
             for j in range(C):
-                t0, t1 = tables[j]
+                entry = tables[j]
                 inner = Signal(signed(21), name=f"gelu_inner_{j}")
-                g = Signal(signed(22), name=f"gelu_{j}")
-                m.d.comb += [
-                    inner.eq(t0 + _round_shift((t1 - t0) * f4[j], frac_bits)),
-                    g.eq(Mux(x4[j] < lo, 0,
-                             Mux(x4[j] >= hi, x4[j] << (ops.GELU_OUT_FRAC - ops.GELU_FRAC),
-                                 inner))),
-                ]
-                m.d.sync += [y5[j].eq(x4[j]), prod5[j].eq(g * mode.act_mult)]
-        p.y6 = self._stage(signed(32), 6, "y")
+                m.d.comb += inner.eq(entry.t + _round_shift(entry.d * f4[j], frac_bits))
+                m.d.sync += [y5[j].eq(x4[j]), g5[j].eq(
+                    Mux(x4[j] < lo, 0,
+                        Mux(x4[j] >= hi, x4[j] << (ops.GELU_OUT_FRAC - ops.GELU_FRAC), inner)))]
+        y6 = self._stage(signed(32), 6, "y")
+        prod6 = self._stage(signed(40), 6, "act_prod")
         with m.If(en):
             for j in range(C):
-                m.d.sync += p.y6[j].eq(Mux(mode.gelu,
-                                           _saturate(_round_shift(prod5[j], mode.act_shift), 8),
-                                           y5[j]))
+                m.d.sync += [y6[j].eq(y5[j]), prod6[j].eq(g5[j] * mode.act_mult)]
+        p.y7 = self._stage(signed(32), 7, "y")
+        with m.If(en):
+            for j in range(C):
+                m.d.sync += p.y7[j].eq(Mux(mode.gelu,
+                                           _saturate(_round_shift(prod6[j], mode.act_shift), 8),
+                                           y6[j]))
 
     def _state_update(self, m, p):
-        """Stage 6 → 7: read the residual / accumulator row, weight by the gate probability;
-        7 → 8: update, write back, emit."""
+        """Stage 7 → 8: read the residual / accumulator row, weight by the gate probability;
+        8 → 9: update, write back, emit."""
         C, en, mode = self.cols, p.en, self.mode
         res_wr = self.residual.write_port()
         acc_wr = self.moe_acc.write_port()
         res_rd = self.residual.read_port(transparent_for=(res_wr,))
         acc_rd = self.moe_acc.read_port(transparent_for=(acc_wr,))
-        addr6 = Signal(len(res_rd.addr))
-        m.d.comb += addr6.eq(Cat(p.row_tn[6][:self.tn_bits],
-                                 Mux(mode.scatter, p.token[6], p.row_m[6])))
-        m.d.comb += [res_rd.addr.eq(addr6), acc_rd.addr.eq(addr6),
+        addr7 = Signal(len(res_rd.addr))
+        m.d.comb += addr7.eq(Cat(p.row_tn[7][:self.tn_bits],
+                                 Mux(mode.scatter, p.token[7], p.row_m[7])))
+        m.d.comb += [res_rd.addr.eq(addr7), acc_rd.addr.eq(addr7),
                      res_rd.en.eq(en), acc_rd.en.eq(en)]
-        y7 = self._stage(signed(32), 7, "y")
-        contrib7 = self._stage(signed(33), 7, "contrib")
-        addr7 = Signal.like(addr6)
+        y8 = self._stage(signed(32), 8, "y")
+        contrib8 = self._stage(signed(33), 8, "contrib")
+        addr8 = Signal.like(addr7)
         with m.If(en):
-            m.d.sync += addr7.eq(addr6)
+            m.d.sync += addr8.eq(addr7)
             for j in range(C):
-                m.d.sync += [y7[j].eq(p.y6[j]),
-                             contrib7[j].eq(_round_shift(p.y6[j] * p.prob[6], 16))]
+                m.d.sync += [y8[j].eq(p.y7[j]),
+                             contrib8[j].eq(_round_shift(p.y7[j] * p.prob[7], 16))]
         values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
         aux = mode.aux
         zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
@@ -317,24 +321,24 @@ class VectorLanes(wiring.Component):
             with m.Elif(aux == Aux.ACC_COMMIT):
                 m.d.comb += values[j].eq(_saturate(res_rd.data[j] + acc_rd.data[j], 16))
             with m.Elif(mode.residual):
-                m.d.comb += values[j].eq(_saturate(res_rd.data[j] + y7[j], 16))
+                m.d.comb += values[j].eq(_saturate(res_rd.data[j] + y8[j], 16))
             with m.Elif(mode.scatter):
-                m.d.comb += values[j].eq(acc_rd.data[j] + contrib7[j])
+                m.d.comb += values[j].eq(acc_rd.data[j] + contrib8[j])
             with m.Else():
-                m.d.comb += values[j].eq(y7[j])
+                m.d.comb += values[j].eq(y8[j])
             m.d.comb += [res_wr.data[j].eq(values[j]),
                          acc_wr.data[j].eq(Mux(zero_acc, 0, values[j]))]
         res_write = mode.residual | (aux == Aux.RES_SET) | (aux == Aux.ACC_COMMIT)
         acc_write = mode.scatter | zero_acc
         valid = p.valid
         m.d.comb += [
-            res_wr.addr.eq(addr7), acc_wr.addr.eq(addr7),
-            res_wr.en.eq(Mux(en & valid[7] & res_write, -1, 0)),
-            acc_wr.en.eq(Mux(en & valid[7] & acc_write, -1, 0)),
+            res_wr.addr.eq(addr8), acc_wr.addr.eq(addr8),
+            res_wr.en.eq(Mux(en & valid[8] & res_write, -1, 0)),
+            acc_wr.en.eq(Mux(en & valid[8] & acc_write, -1, 0)),
         ]
         with m.If(en):
             m.d.sync += [self.out.payload.values[j].eq(values[j]) for j in range(C)]
-            m.d.sync += self.out.payload.m.eq(Mux(mode.scatter, p.token[7], p.row_m[7]))
-            m.d.sync += self.out.payload.tn.eq(p.row_tn[7])
+            m.d.sync += self.out.payload.m.eq(Mux(mode.scatter, p.token[8], p.row_m[8]))
+            m.d.sync += self.out.payload.tn.eq(p.row_tn[8])
         m.d.comb += self.out.valid.eq(valid[VECTOR_LATENCY])
         m.d.comb += self.busy.eq(Cat(valid[1:]).any())

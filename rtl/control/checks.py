@@ -3,8 +3,9 @@
 Every field that names an on-chip memory range, a row count, a task or a jump target is checked
 before the instruction issues; a bad one stops the run with its error code (``MALFORMED`` for a
 field out of its range, ``ONCHIP_RANGE`` for an address range outside its memory, ``BAD_TASK``
-for a task the program does not have) instead of corrupting state or hanging. One
-combinational component, one function per opcode.
+for a task the program does not have) instead of corrupting state or hanging. One component,
+one function per opcode; the products of the range checks are registered (:data:`LATENCY` = 1:
+``error`` is valid one cycle after the inputs, which must hold for both cycles).
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from rtl.config import AccelConfig
 from rtl.control.errors import ErrorCode
 from rtl.control.isa import MAX_TASKS, Dest, Op, OutDest, instr_layout
 
-__all__ = ["OperandCheck"]
+__all__ = ["OperandCheck", "LATENCY"]
+
+#: Cycles from stable inputs to a valid ``error`` (the registered products).
+LATENCY = 1
 
 
 class OperandCheck(wiring.Component):
@@ -33,7 +37,8 @@ class OperandCheck(wiring.Component):
     m : In(12), the resolved row count (the expert's queue length when ``m_from_queue``)
     ld_addr : In(21), the resolved LOAD address (parity applied)
     task : In(8), TASK_ID; plen : In(16), the program length
-    error : Out(8), ``ErrorCode.NONE`` when the instruction may issue
+    error : Out(8), ``ErrorCode.NONE`` when the instruction may issue (:data:`LATENCY` cycles
+        after the inputs)
     """
 
     def __init__(self, cfg: AccelConfig):
@@ -83,14 +88,15 @@ class OperandCheck(wiring.Component):
         tiles_n = (mm.n + C - 1) // C
         kw = (mm.k + C - 1) // C
         half = Mux(mm.parity & self.parity, cfg.b_half_words, 0)
+        reg = _Registered(m, "matmul")
         bad = ((mm.k > cfg.max_k) | (mm.n > cfg.max_n) | (rows + mm.m_offset > cfg.max_tokens)
                | (mm.dest.as_value() > OutDest.DDR.value) | (mm.out_bits > 2)
                | ((mm.dest == OutDest.ROUTER) & (mm.n != cfg.experts)))
-        out_of_range = ((mm.b_offset + half + tiles_n * mm.k > d["b"])
+        out_of_range = ((mm.b_offset + half + reg(tiles_n * mm.k) > d["b"])
                         | (~mm.gather & (rows != 0) &
-                           (mm.a_addr + (rows - 1) * mm.a_stride + kw > d["act"]))
+                           (mm.a_addr + reg((rows - 1) * mm.a_stride) + kw > d["act"]))
                         | ((mm.dest == OutDest.ACT) & (rows != 0) &
-                           (mm.d_addr + (rows - 1) * mm.d_stride + tiles_n > d["act"]))
+                           (mm.d_addr + reg((rows - 1) * mm.d_stride) + tiles_n > d["act"]))
                         | ((mm.dest == OutDest.SCORE) & ((rows > d["score_rows"])
                                                          | (mm.n > d["score_rows"]))))
         return [(bad, ErrorCode.MALFORMED), (out_of_range, ErrorCode.ONCHIP_RANGE)]
@@ -98,16 +104,18 @@ class OperandCheck(wiring.Component):
     def _bload(self, m, op):
         cfg, bl, C, d = self.cfg, self.instr.args.bload, self.cfg.array_cols, self.depths
         half = Mux(bl.parity & self.parity, cfg.b_half_words, 0)
-        out_of_range = (((bl.rows != 0) & (bl.src + (bl.rows - 1) * bl.stride + bl.words
+        reg = _Registered(m, "bload")
+        out_of_range = (((bl.rows != 0) & (bl.src + reg((bl.rows - 1) * bl.stride) + bl.words
                                            > d["act"]))
-                        | (bl.b_offset + half + bl.rows * bl.words > d["b"])
+                        | (bl.b_offset + half + reg(bl.rows * bl.words) > d["b"])
                         | (bl.words * C > cfg.max_k))
         return [(out_of_range, ErrorCode.ONCHIP_RANGE)]
 
     def _layernorm(self, m, op):
         cfg, ln, C = self.cfg, self.instr.args.layernorm, self.cfg.array_cols
         bad = ((ln.row_words * C > cfg.max_dim) | (ln.row0 + ln.rows > cfg.max_tokens)
-               | ((ln.rows != 0) & (ln.d_addr + (ln.rows - 1) * ln.d_stride + ln.row_words
+               | ((ln.rows != 0) & (ln.d_addr + _Registered(m, "layernorm")(
+                   (ln.rows - 1) * ln.d_stride) + ln.row_words
                                     > self.depths["act"])))
         return [(bad, ErrorCode.MALFORMED)]
 
@@ -115,7 +123,8 @@ class OperandCheck(wiring.Component):
         sm, C, d = self.instr.args.softmax, self.cfg.array_cols, self.depths
         words = (sm.length + C - 1) // C
         bad = ((sm.length > d["score_rows"]) | (sm.rows > d["score_rows"])
-               | ((sm.rows != 0) & (sm.d_addr + (sm.rows - 1) * sm.d_stride + words > d["act"])))
+               | ((sm.rows != 0) & (sm.d_addr + _Registered(m, "softmax")(
+                   (sm.rows - 1) * sm.d_stride) + words > d["act"])))
         return [(bad, ErrorCode.MALFORMED)]
 
     def _lanes(self, m, op):
@@ -138,3 +147,16 @@ class OperandCheck(wiring.Component):
         args = self.instr.args.expert_first if op == Op.EXPERT_FIRST else \
             self.instr.args.expert_next
         return [(args.target >= self.plen, ErrorCode.MALFORMED)]
+
+
+class _Registered:
+    """``reg(expr)``: a register holding ``expr`` (named ``<prefix>_product<i>``)."""
+
+    def __init__(self, m, prefix: str):
+        self.m, self.prefix, self.n = m, prefix, 0
+
+    def __call__(self, expr):
+        r = Signal(expr.shape(), name=f"{self.prefix}_product{self.n}")
+        self.n += 1
+        self.m.d.sync += r.eq(expr)
+        return r

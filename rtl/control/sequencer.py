@@ -3,8 +3,9 @@ instructions in order to the load engine and the compute datapath, runs the expe
 router's non-empty experts, and stops with an error code instead of hanging on anything bad.
 
 Each instruction goes READ (instruction memory) -> DECODE (the word into a register) -> CHECK
-(its operand check and its resolved load / compute commands into registers) -> ISSUE, so the
-commands the units see and the issue decision come straight from registers."""
+(its resolved load / compute commands into registers; the operand check's products) -> VERIFY
+(the operand check's verdict into a register) -> ISSUE, so the commands the units see and the
+issue decision come straight from registers."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from amaranth.utils import ceil_log2
 
 from rtl.bus.loader import LoadTarget
 from rtl.config import AccelConfig
-from rtl.control.checks import OperandCheck
+from rtl.control.checks import LATENCY as CHECK_LATENCY, OperandCheck
 from rtl.control.errors import ErrorCode
 from rtl.control.isa import (INSTR_BITS, MAX_TASKS, Base, Dest, Op, compute_cmd_layout,
                              instr_layout, load_cmd_layout)
@@ -31,6 +32,7 @@ class _S(enum.Enum, shape=3):
     ISSUE = 4
     DRAIN = 5
     CHECK = 6
+    VERIFY = 7
 
 
 class Sequencer(wiring.Component):
@@ -98,6 +100,7 @@ class Sequencer(wiring.Component):
         self._expert_loop(m, r)
         self._resolve(m, r)
         m.submodules.check = check = OperandCheck(cfg)
+        assert CHECK_LATENCY == 1, "CHECK -> VERIFY gives the operand check one cycle"
         m.d.comb += [check.instr.eq(r.instr), check.parity.eq(r.parity), check.m.eq(r.mm_m),
                      check.ld_addr.eq(r.ld_addr), check.task.eq(r.task), check.plen.eq(r.plen)]
         m.d.comb += self.stall.eq(0)
@@ -113,9 +116,11 @@ class Sequencer(wiring.Component):
                     m.d.sync += r.state.eq(_S.DECODE)
             with m.Case(_S.DECODE):
                 m.d.sync += [r.instr.eq(rd.data), r.state.eq(_S.CHECK)]
-            with m.Case(_S.CHECK):
-                m.d.sync += [r.error.eq(check.error), r.ccmd.eq(r.ccmd_next),
-                             r.lcmd.eq(r.lcmd_next), r.state.eq(_S.ISSUE)]
+            with m.Case(_S.CHECK):         # the check's products (LATENCY = 1) are registered
+                m.d.sync += [r.ccmd.eq(r.ccmd_next), r.lcmd.eq(r.lcmd_next),
+                             r.state.eq(_S.VERIFY)]
+            with m.Case(_S.VERIFY):
+                m.d.sync += [r.error.eq(check.error), r.state.eq(_S.ISSUE)]
             with m.Case(_S.ISSUE):
                 self._issue(m, r, r.error)
             with m.Case(_S.DRAIN):

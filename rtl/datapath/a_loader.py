@@ -7,11 +7,13 @@ expert's fc2 (``scatter``) reads. Row ``r`` goes to A bank ``r mod R`` at the ro
 one A word (``a_word_bytes``) per cycle.
 
 Timing: two cycles for the first row (reading its queue entry, then computing its address and
-reading its first ACT word), then ``W = ceil(k / C) × (C / a_word_bytes)`` cycles per row writing
-A words, rows back to back: the next row's queue entry is read while the current row's words go
-out and its first ACT word in the cycle of the current row's last word (a gathered row of a
-single word takes two cycles: its entry is read in the previous row's only cycle):
-:func:`a_load_cycles`. ``rows`` counts the rows written so far, for a tiler that starts a row
+reading its first ACT word; three when gathering: the token × stride product is registered
+between the two), then ``W = ceil(k / C) × (C / a_word_bytes)`` cycles per row writing A words,
+rows back to back: the next row's queue entry is read in the cycle the current row starts, its
+product registered while the current row's words go out and its first ACT word read in the
+cycle of the current row's last word (a gathered row of a single word takes two cycles: its
+product is registered in the previous row's only cycle): :func:`a_load_cycles`. No path runs
+from the queue memory through the multiplier into the ACT address in one cycle. ``rows`` counts the rows written so far, for a tiler that starts a row
 tile as soon as its rows are in.
 """
 
@@ -40,8 +42,8 @@ def a_load_cycles(cfg: AccelConfig, m: int, k: int, gather: bool = False) -> int
     """Cycles from the start to the last A word (the engine's ``done`` cycle included)."""
     w = a_load_words(cfg, k)
     if gather and w == 1:
-        return 1 + 2 * m
-    return 2 + m * w
+        return 2 + 2 * m
+    return 2 + int(gather) + m * w
 
 
 def queue_entry_layout(cfg: AccelConfig) -> data.StructLayout:
@@ -109,7 +111,9 @@ class ALoader(wiring.Component):
         sub = Signal(range(ratio))
         row_addr = Signal(24)
         lin_addr = Signal(24)             # a_addr + row × a_stride, kept as a running sum
-        phase = Signal(2)                 # 0: read queue, 1: row address, 2: words
+        phase = Signal(2)                 # 0: read queue, 3: product, 1: row address, 2: words
+        prod = Signal(24)                 # token × a_stride of the entry on queue.data, registered
+        m.d.sync += prod.eq(self.queue.data.token * job.a_stride)
         word_addr = Signal(len(self.a_load.payload.addr) + 1)
         m.d.comb += word_addr.eq(tile_base + word * ratio + sub)
         act_data = self.act.data.as_value()
@@ -128,40 +132,41 @@ class ALoader(wiring.Component):
         m.d.comb += self.rows.eq(row)
         with m.If(busy):
             with m.Switch(phase):
-                with m.Case(0):
+                with m.Case(0, 3):
                     m.d.comb += [self.queue.addr.eq(job.qstart + row), self.queue.en.eq(1)]
-                    m.d.sync += phase.eq(1)
+                    m.d.sync += phase.eq(Mux(job.gather & (phase == 0), 3, 1))
                 with m.Case(1):
-                    with m.If(self._start_row(m, job, row, lin_addr, row_addr)):
+                    with m.If(self._start_row(m, job, row, lin_addr, row_addr, prod)):
                         m.d.sync += [word.eq(0), sub.eq(0), phase.eq(2)]
                 with m.Default():
                     self._words(m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr,
-                                phase, busy)
+                                prod, phase, busy)
         return m
 
-    def _start_row(self, m, job, row, lin_addr, row_addr):
-        """Row ``row``'s address (through its queue entry, on ``queue.data``, when gathering),
-        the read of its first ACT word and its queue copy; returns the condition that it
-        started (the lanes took the queue copy)."""
-        token = Signal(self.cfg.token_bits)
+    def _start_row(self, m, job, row, lin_addr, row_addr, prod):
+        """Row ``row``'s address (through its queue entry's registered product ``prod`` when
+        gathering), the read of its first ACT word and its queue copy (the entry, on
+        ``queue.data``); once started (the lanes took the copy), the next row's entry is read;
+        returns that condition."""
         addr = Signal(24)
-        m.d.comb += [token.eq(Mux(job.gather, self.queue.data.token, row)),
-                     addr.eq(Mux(job.gather, job.a_addr + token * job.a_stride, lin_addr)),
+        m.d.comb += [addr.eq(Mux(job.gather, job.a_addr + prod, lin_addr)),
                      self.act.addr.eq(addr), self.act.en.eq(1),
                      self.queue_load.valid.eq(job.gather), self.queue_load.payload.addr.eq(row)]
         ok = ~job.gather | self.queue_load.ready
         with m.If(ok):
             m.d.sync += row_addr.eq(addr)
+            m.d.comb += [self.queue.addr.eq(job.qstart + row + 1), self.queue.en.eq(1)]
         return ok
 
-    def _words(self, m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr, phase,
-               busy):
+    def _words(self, m, job, kw, row, bank, tile_base, word, sub, row_addr, lin_addr, prod,
+               phase, busy):
         """Phase 2: one A word per cycle taken; the next ACT word is read with the last
         sub-word, and with the row's last word the next row's first."""
         R, ratio = self.cfg.array_rows, self.cfg.a_ratio
         m.d.comb += self.a_load.valid.eq(1)
         more = row + 1 < job.m
-        with m.If(more):     # the next row's queue entry, read ahead: on ``queue.data`` from
+        with m.If(more):     # the next row's queue entry stays on ``queue.data`` (its product
+            # on ``prod`` from the row's second cycle) until that row starts
             m.d.comb += [self.queue.addr.eq(job.qstart + row + 1), self.queue.en.eq(1)]
         one_word = (kw == 1) if ratio == 1 else False      # the row's second cycle on
         with m.If(~self.a_load.ready):
@@ -182,7 +187,7 @@ class ALoader(wiring.Component):
                 m.d.comb += self.done.eq(1)
                 m.d.sync += busy.eq(0)
             with m.Elif(job.gather & one_word):
-                m.d.sync += phase.eq(1)                   # its entry arrives next cycle
+                m.d.sync += phase.eq(1)                   # its product is registered now
             with m.Else():
-                with m.If(~self._start_row(m, job, row + 1, next_lin, row_addr)):
+                with m.If(~self._start_row(m, job, row + 1, next_lin, row_addr, prod)):
                     m.d.sync += phase.eq(1)               # the lanes did not take the copy

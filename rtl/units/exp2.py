@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.quant import ops
@@ -15,10 +15,12 @@ __all__ = ["Exp2Neg"]
 class Exp2Neg(wiring.Component):
     """Pipelined ``ops.exp2_neg``: one result per enabled cycle, latency :attr:`LATENCY`.
 
-    Stage 1 reads the 257-entry table ``round(2**(-i/256) * 2**16)`` at ``i`` and ``i + 1`` (the
-    top 8 fraction bits); stage 2 interpolates on the low 8 bits (rounded) and applies the rounded
-    right shift by the integer part ``n`` (``n >= 18`` gives 0). The table is a ROM built from
-    ``ops.exp2_table()`` so it can never drift from the specification.
+    Stage 1 reads entry ``i`` (the top 8 fraction bits) of a 256-entry ROM holding
+    ``t[i] = round(2**(-i/256) * 2**16)`` beside the difference ``t[i + 1] - t[i]`` (one read
+    port instead of two, no ``i + 1`` adder, no subtract); stage 2 interpolates on the low 8 bits
+    (rounded); stage 3 applies the rounded right shift by the integer part ``n`` (``n >= 18``
+    gives 0). The ROM is built from ``ops.exp2_table()`` so it can never drift from the
+    specification; each stage is one arithmetic step (timing).
 
     Parameters
     ----------
@@ -35,15 +37,19 @@ class Exp2Neg(wiring.Component):
         ``exp2_neg(u)`` in Q16 (``0 .. 2**16``), :attr:`LATENCY` enabled cycles after ``u``.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, u_width: int):
         if u_width < ops.EXP_FRAC + 1:
             raise ValueError(f"u_width must be >= {ops.EXP_FRAC + 1}, got {u_width}")
         self.u_width = u_width
-        self.table = memory.Memory(shape=unsigned(ops.EXP_FRAC + 1),
-                                   depth=(1 << ops.EXP_TABLE_BITS) + 1,
-                                   init=[int(v) for v in ops.exp2_table()])
+        table = [int(v) for v in ops.exp2_table()]
+        diffs = [b - a for a, b in zip(table, table[1:])]
+        self.table = memory.Memory(
+            shape=data.StructLayout({
+                "t": unsigned(ops.EXP_FRAC + 1),
+                "d": signed(max(abs(d) for d in diffs).bit_length() + 1)}),
+            depth=len(diffs), init=[{"t": t, "d": d} for t, d in zip(table, diffs)])
         super().__init__({
             "u": In(unsigned(u_width)),
             "en": In(1),
@@ -54,23 +60,24 @@ class Exp2Neg(wiring.Component):
         m = Module()
         m.submodules.table = self.table
         low_bits = ops.EXP_FRAC - ops.EXP_TABLE_BITS
-        rd0 = self.table.read_port(transparent_for=())
-        rd1 = self.table.read_port(transparent_for=())
-        index = self.u[low_bits:ops.EXP_FRAC]
-        m.d.comb += [rd0.addr.eq(index), rd1.addr.eq(index + 1),
-                     rd0.en.eq(self.en), rd1.en.eq(self.en)]
+        rd = self.table.read_port(transparent_for=())
+        m.d.comb += [rd.addr.eq(self.u[low_bits:ops.EXP_FRAC]), rd.en.eq(self.en)]
 
         # Stage 1: integer part (clamped to 18: any larger shift of a value <= 2**16 rounds to
-        # 0) and the interpolation weight, alongside the table reads.
+        # 0) and the interpolation weight, alongside the table read.
         n = Signal(range(19))
         lo = Signal(low_bits)
         n_full = self.u[ops.EXP_FRAC:]
         with m.If(self.en):
             m.d.sync += [n.eq(Mux(n_full > 18, 18, n_full)), lo.eq(self.u[:low_bits])]
 
-        # Stage 2: interpolate, shift.
-        frac = Signal(signed(ops.EXP_FRAC + 3))
-        m.d.comb += frac.eq(rd0.data + round_shift((rd1.data - rd0.data) * lo, low_bits))
+        # Stage 2: interpolate (2**-f in Q16, (2**15, 2**16]).
+        frac = Signal(unsigned(ops.EXP_FRAC + 1))
+        n2 = Signal.like(n)
         with m.If(self.en):
-            m.d.sync += self.result.eq(Mux(n == 0, frac, round_shift_var(frac, n)))
+            m.d.sync += [frac.eq(rd.data.t + round_shift(rd.data.d * lo, low_bits)), n2.eq(n)]
+
+        # Stage 3: shift.
+        with m.If(self.en):
+            m.d.sync += self.result.eq(Mux(n2 == 0, frac, round_shift_var(frac, n2)))
         return m

@@ -23,10 +23,12 @@ from rtl.units.exp2 import Exp2Neg
 
 __all__ = ["Softmax", "softmax_schedule", "SOFTMAX_FILL_LATENCY", "SOFTMAX_OUT_LATENCY"]
 
-# Cycles from a row's last accepted score to its bank being marked filled (visible).
-SOFTMAX_FILL_LATENCY = 3
-# Cycles from the emit pass's start (its load cycle) to the first probability on ``o``.
-SOFTMAX_OUT_LATENCY = 5
+# Cycles from a row's last accepted score to its bank being marked filled (visible): the exp2
+# pipeline, then the bank's state register.
+SOFTMAX_FILL_LATENCY = Exp2Neg.LATENCY + 1
+# Cycles from the emit pass's start (its load cycle) to the first probability on ``o``: the row
+# read, the exp2 pipeline, the product register and the load cycle itself.
+SOFTMAX_OUT_LATENCY = Exp2Neg.LATENCY + 3
 # Reciprocal quotient width: S >= 2**15, so floor(2**40 / S) <= 2**25.
 RECIP_BITS = ops.SOFTMAX_RECIP_BITS - ops.EXP_FRAC + 2
 
@@ -34,15 +36,16 @@ RECIP_BITS = ops.SOFTMAX_RECIP_BITS - ops.EXP_FRAC + 2
 def softmax_schedule(lengths: list[int], banks: int = 3,
                      recip_cycles: int = RECIP_BITS + 1, spans: list[int] | None = None,
                      gap: int = 0) -> list[tuple[int, int]]:
-    """The unit's cycle formula: :func:`rtl.units.arith.banked_row_schedule` with fill latency 3,
-    ``recip_cycles`` (27) for the reciprocal and output latency 5.
+    """The unit's cycle formula: :func:`rtl.units.arith.banked_row_schedule` with fill latency 4,
+    ``recip_cycles`` (27) for the reciprocal and output latency 6 (both follow
+    ``Exp2Neg.LATENCY`` = 3).
 
     For rows ``r`` of ``L_r`` scores offered back to back (input always valid, output always
     ready), first score accepted in cycle 0, it returns per row the cycle of its first accepted
-    score and of its last probability on ``o``. One row alone takes ``2 L + 35`` cycles from
+    score and of its last probability on ``o``. One row alone takes ``2 L + 37`` cycles from
     first score to last probability. In steady state with equal rows the average period is
-    ``max(L, recip_cycles + 1, (2 L + 31) / banks)`` cycles per row (per lane): ``L + 15.5``
-    with 2 banks, ``L`` (one score per cycle per lane) with 3 banks once ``L >= 28``.
+    ``max(L, recip_cycles + 1, (2 L + 32) / banks)`` cycles per row (per lane): ``L + 16``
+    with 2 banks, ``L`` (one score per cycle per lane) with 3 banks once ``L >= 32``.
     Back-pressure on ``o`` stalls the emit pipeline as a whole; each stalled cycle delays
     completion by at most one.
     """
@@ -158,18 +161,20 @@ class Softmax(wiring.Component):
             with m.If(a_idx >= self.max_len):
                 m.d.sync += self.overflow.eq(1)
 
-        # Pipeline stages 1, 2 (the exp2 latency) carry the row bookkeeping.
-        a_v = [Signal(name=f"a_valid{s}") for s in (1, 2)]
-        a_first = [Signal(name=f"a_first{s}") for s in (1, 2)]
-        a_last = [Signal(name=f"a_last{s}") for s in (1, 2)]
-        a_bk = [Signal(range(NB), name=f"a_bank{s}") for s in (1, 2)]
-        a_n = [Signal(len_shape, name=f"a_len{s}") for s in (1, 2)]
+        # Pipeline stages 1 .. LAT (the exp2 latency) carry the row bookkeeping.
+        LAT = Exp2Neg.LATENCY
+        stages = range(1, LAT + 1)
+        a_v = [Signal(name=f"a_valid{s}") for s in stages]
+        a_first = [Signal(name=f"a_first{s}") for s in stages]
+        a_last = [Signal(name=f"a_last{s}") for s in stages]
+        a_bk = [Signal(range(NB), name=f"a_bank{s}") for s in stages]
+        a_n = [Signal(len_shape, name=f"a_len{s}") for s in stages]
         m.d.sync += [a_v[0].eq(accept), a_first[0].eq(~a_open), a_last[0].eq(last_in),
-                     a_bk[0].eq(a_bank), a_n[0].eq(a_idx + 1),
-                     a_v[1].eq(a_v[0]), a_first[1].eq(a_first[0]), a_last[1].eq(a_last[0]),
-                     a_bk[1].eq(a_bk[0]), a_n[1].eq(a_n[0])]
-        with m.If(a_v[1] & a_last[1]):
-            m.d.sync += [b_len[a_bk[1]].eq(a_n[1]), bstate[a_bk[1]].eq(BankState.FILLED)]
+                     a_bk[0].eq(a_bank), a_n[0].eq(a_idx + 1)]
+        for regs in (a_v, a_first, a_last, a_bk, a_n):
+            m.d.sync += [b.eq(a) for a, b in zip(regs, regs[1:])]
+        with m.If(a_v[-1] & a_last[-1]):
+            m.d.sync += [b_len[a_bk[-1]].eq(a_n[-1]), bstate[a_bk[-1]].eq(BankState.FILLED)]
 
         for j in range(NL):
             t = self.i.payload.t[j]
@@ -185,16 +190,17 @@ class Softmax(wiring.Component):
             # K - K_prev >= 0; shifts of S beyond its width give 0.
             delta = Signal(kw + 1, name=f"delta{j}")
             m.d.comb += delta.eq((kn - k)[:kw + 1])
-            sh = [Signal(range(sw + 1), name=f"shift{j}_{s_}") for s_ in (1, 2)]
-            kp = [Signal(signed(kw), name=f"K{j}_{s_}") for s_ in (1, 2)]
-            m.d.sync += [sh[0].eq(Mux(delta > sw, sw, delta)), sh[1].eq(sh[0]),
-                         kp[0].eq(kn), kp[1].eq(kp[0])]
+            sh = [Signal(range(sw + 1), name=f"shift{j}_{s_}") for s_ in stages]
+            kp = [Signal(signed(kw), name=f"K{j}_{s_}") for s_ in stages]
+            m.d.sync += [sh[0].eq(Mux(delta > sw, sw, delta)), kp[0].eq(kn)]
+            for regs in (sh, kp):
+                m.d.sync += [b.eq(a) for a, b in zip(regs, regs[1:])]
             s_new = Signal(sw + 1, name=f"S_new{j}")
-            m.d.comb += s_new.eq(Mux(a_first[1], 0, s >> sh[1]) + exp.result)
-            with m.If(a_v[1]):
+            m.d.comb += s_new.eq(Mux(a_first[-1], 0, s >> sh[-1]) + exp.result)
+            with m.If(a_v[-1]):
                 m.d.sync += s.eq(s_new)
-                with m.If(a_last[1]):
-                    m.d.sync += [b_k[a_bk[1]][j].eq(kp[1]), b_s[a_bk[1]][j].eq(s_new)]
+                with m.If(a_last[-1]):
+                    m.d.sync += [b_k[a_bk[-1]][j].eq(kp[-1]), b_s[a_bk[-1]][j].eq(s_new)]
 
         # ------------------------------------------------------------ reciprocal, per row
         s_bank = Signal(range(NB))
@@ -217,13 +223,14 @@ class Softmax(wiring.Component):
         b_row_r = [Signal(RECIP_BITS, name=f"emit_R{j}") for j in range(NL)]
         rd = self.rows.read_port(transparent_for=())
         m.d.comb += [rd.addr.eq(ring.read_addr()), rd.en.eq(advance)]
-        e_v = [Signal(name=f"e_valid{s}") for s in (1, 2, 3)]
-        e_last = [Signal(name=f"e_last{s}") for s in (1, 2, 3)]
+        e_stages = range(1, LAT + 2)        # the row read, then the exp2 pipeline
+        e_v = [Signal(name=f"e_valid{s}") for s in e_stages]
+        e_last = [Signal(name=f"e_last{s}") for s in e_stages]
         with m.If(advance):
             m.d.sync += [e_v[0].eq(ring.active), e_last[0].eq(ring.final),
-                         e_v[1].eq(e_v[0]), e_last[1].eq(e_last[0]),
-                         e_v[2].eq(e_v[1]), e_last[2].eq(e_last[1]),
-                         self.o.valid.eq(e_v[2]), self.o.payload.last.eq(e_last[2])]
+                         self.o.valid.eq(e_v[-1]), self.o.payload.last.eq(e_last[-1])]
+            for regs in (e_v, e_last):
+                m.d.sync += [b.eq(a) for a, b in zip(regs, regs[1:])]
         # Read-out (after the block above so that its assignments win), then this unit's
         # per-row registers for the row being loaded.
         ring.readout(m, advance, b_len)
@@ -232,15 +239,15 @@ class Softmax(wiring.Component):
             m.d.sync += [b_row_r[j].eq(b_r[ring.cand][j]) for j in range(NL)]
         for j in range(NL):
             kr = [Signal(signed(kw), name=f"e_K{j}_1")]
-            rr = [Signal(RECIP_BITS, name=f"e_R{j}_{s}") for s in (1, 2, 3)]
+            rr = [Signal(RECIP_BITS, name=f"e_R{j}_{s}") for s in e_stages]
             exp = m.submodules[f"exp_out{j}"] = Exp2Neg(uw)
             m.d.comb += [exp.u.eq(((kr[0] << ops.EXP_FRAC) - rd.data[j])[:uw]),
                          exp.en.eq(advance)]
             prod = Signal(ops.EXP_FRAC + 1 + RECIP_BITS, name=f"prod{j}")
-            m.d.comb += prod.eq(exp.result * rr[2])
+            m.d.comb += prod.eq(exp.result * rr[-1])
             with m.If(advance):
-                m.d.sync += [kr[0].eq(b_row_k[j]), rr[0].eq(b_row_r[j]), rr[1].eq(rr[0]),
-                             rr[2].eq(rr[1]),
+                m.d.sync += [b.eq(a) for a, b in zip(rr, rr[1:])]
+                m.d.sync += [kr[0].eq(b_row_k[j]), rr[0].eq(b_row_r[j]),
                              self.o.payload.p[j].eq(saturate_unsigned(
                                  round_shift(prod, ops.SOFTMAX_RECIP_BITS - self.out_frac),
                                  self.out_bits))]

@@ -25,8 +25,9 @@ def test_exp2_neg_exact_with_stalls():
     rng = np.random.default_rng(1)
     edge = [0, 1, 255, 256, 257, 0xFFFF, 0x10000, 0x10001, 17 << 16, (18 << 16) - 1, 18 << 16,
             (1 << 33) - 1, (1 << 32) + 12345]
-    us = np.concatenate([edge, rng.integers(0, 1 << 16, 150), rng.integers(0, 20 << 16, 150),
-                         rng.integers(0, 1 << 33, 40)])
+    every_entry = [(i << 8) | lo for i in range(256) for lo in (0, 129, 255)]   # each ROM word
+    us = np.concatenate([edge, every_entry, rng.integers(0, 1 << 16, 150),
+                         rng.integers(0, 20 << 16, 150), rng.integers(0, 1 << 33, 40)])
     want = ops.exp2_neg(us)
     dut = Exp2Neg(u_width=33)
     got = []
@@ -119,3 +120,35 @@ def test_parameter_validation():
             IntSqrt(0)
 
         gc.collect()
+
+
+def _rom_words(mem):
+    """A ROM's words as (t, d) pairs, as the hardware holds them (the layout's constant: a field
+    too narrow for its value would show here truncated)."""
+    words = []
+    for w in mem.init:
+        c = mem.shape.const(w)
+        words.append((int(c.t), int(c.d)))
+    return words
+
+
+@pytest.mark.parametrize("which", ["exp2", "gelu"])
+def test_entry_and_difference_roms_match_the_tables(which):
+    """Each word of the interpolation ROMs holds table entry ``i`` and ``T[i + 1] - T[i]``,
+    with the difference field wide enough for every step, for every ``i`` the index can reach
+    (exp2: 8 fraction bits; GELU: ``u >> 5`` for ``0 <= u < 2**14``)."""
+    from rtl.array.lanes import VectorLanes
+    with warnings.catch_warnings():          # the components are never elaborated
+        warnings.simplefilter("ignore")
+        if which == "exp2":
+            mem, table = Exp2Neg(u_width=33).table, ops.exp2_table()
+        else:
+            mem, table = VectorLanes(2, 4, 1, 1).gelu_tables[1], ops.gelu_table()
+        words = _rom_words(mem)
+        del mem
+        gc.collect()
+    assert len(words) == len(table) - 1
+    got_t = [t for t, _ in words]
+    got_next = [t + d for t, d in words]
+    _first_mismatch(got_t, table[:-1], f"{which} entries")
+    _first_mismatch(got_next, table[1:], f"{which} entry + difference")
