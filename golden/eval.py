@@ -323,8 +323,8 @@ def main(argv=None) -> int:
     if args.plot:
         from pathlib import Path
         plot = Path(args.plot) / f"expert_load_{model.cfg.name}_eval.png"
-        plot_loads(loads, f"{model.cfg.name} ({path}): mean tokens per expert per frame, "
-                   f"{len(images)} frames, top-{model.cfg.top_k}", plot)
+        plot_loads(loads, f"{model.cfg.name} ({Path(path).name}): mean tokens per expert per "
+                   f"frame, {len(images)} frames, top-{model.cfg.top_k}", plot)
         print(f"wrote {plot}", file=sys.stderr)
     return 0
 

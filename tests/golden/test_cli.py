@@ -1,6 +1,7 @@
 """Smoke runs of the golden CLIs on ``nano`` (in-process through their ``main``)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,17 @@ def test_eval_on_a_folder_and_dense_path_match(tmp_path, capsys):
     dense = json.loads(capsys.readouterr().out)["metrics"]
     assert sparse["semseg"]["pixel_acc"] == pytest.approx(dense["semseg"]["pixel_acc"], abs=0.1)
     assert sparse["depth"]["rmse"] == pytest.approx(dense["depth"]["rmse"], rel=1e-4)
+
+
+def test_eval_plot_names_the_checkpoint_file_not_its_folder(tmp_path, monkeypatch):
+    """The expert-load plot's title carries the checkpoint's file name: a committed plot must
+    not depend on where the repository was checked out."""
+    titles = []
+    monkeypatch.setattr(golden_eval, "plot_loads", lambda loads, title, path: titles.append(title))
+    assert golden_eval.main(["--scenes", "2", "--plot", str(tmp_path)]) == 0
+    ckpt = Path(default_checkpoint("nano"))
+    assert len(titles) == 1 and f"({ckpt.name})" in titles[0], titles
+    assert str(ckpt.parent) not in titles[0], titles
 
 
 def test_eval_missing_checkpoint_is_an_error(tmp_path, capsys):
