@@ -124,6 +124,7 @@ class VectorLanes(wiring.Component):
     out : Out(stream) of rows ``{m, tn, values[C]}``: ``m`` is the token for scatter rows
     mode : In(:func:`lane_mode_layout`)
     busy : Out(1), a row is in the pipeline
+    held : Out(1), the pipeline waits for the sink (its output buffer holds a row: a register)
     const_load, queue_load : In(stream) of ``{addr, value}``, always ready: how the program
         loader fills the constant and queue memories
     constants : Memory of ``ArrayLayout(LaneConstant, C)``, address ``const_base + tn``
@@ -166,7 +167,7 @@ class VectorLanes(wiring.Component):
             "i": In(stream.Signature(row_in)),
             "out": Out(stream.Signature(row_out)),
             "mode": In(lane_mode_layout(const_depth)),
-            "busy": Out(1),
+            "busy": Out(1), "held": Out(1),
             "const_load": In(stream.Signature(data.StructLayout({
                 "addr": unsigned(max(1, ceil_log2(const_depth))),
                 "value": data.ArrayLayout(LaneConstant, cols)}))),
@@ -186,8 +187,10 @@ class VectorLanes(wiring.Component):
             wr = mem.write_port()
             m.d.comb += [port.ready.eq(1), wr.addr.eq(port.payload.addr),
                          wr.data.eq(port.payload.value), wr.en.eq(port.valid)]
-        p = SimpleNamespace(en=Signal(name="en"))
-        m.d.comb += [p.en.eq(~self.out.valid | self.out.ready), self.i.ready.eq(p.en)]
+        # The pipeline advances unless the output buffer holds a row (a register: the sink's
+        # ready reaches neither this enable nor, through it, the array's).
+        p = SimpleNamespace(en=Signal(name="en"), skid_full=Signal(name="skid_full"))
+        m.d.comb += [p.en.eq(~p.skid_full), self.i.ready.eq(p.en), self.held.eq(p.skid_full)]
         self._front(m, p)
         self._requantise(m, p)
         self._gelu(m, p)
@@ -336,9 +339,24 @@ class VectorLanes(wiring.Component):
             res_wr.en.eq(Mux(en & valid[8] & res_write, -1, 0)),
             acc_wr.en.eq(Mux(en & valid[8] & acc_write, -1, 0)),
         ]
+        pipe = Signal.like(self.out.payload, name="pipe_out")
         with m.If(en):
-            m.d.sync += [self.out.payload.values[j].eq(values[j]) for j in range(C)]
-            m.d.sync += self.out.payload.m.eq(Mux(mode.scatter, p.token[8], p.row_m[8]))
-            m.d.sync += self.out.payload.tn.eq(p.row_tn[8])
-        m.d.comb += self.out.valid.eq(valid[VECTOR_LATENCY])
-        m.d.comb += self.busy.eq(Cat(valid[1:]).any())
+            m.d.sync += [pipe.values[j].eq(values[j]) for j in range(C)]
+            m.d.sync += pipe.m.eq(Mux(mode.scatter, p.token[8], p.row_m[8]))
+            m.d.sync += pipe.tn.eq(p.row_tn[8])
+        self._output_buffer(m, p, pipe, valid[VECTOR_LATENCY])
+        m.d.comb += self.busy.eq(Cat(valid[1:]).any() | p.skid_full)
+
+    def _output_buffer(self, m, p, pipe, pipe_valid):
+        """A one-row skid buffer after the last stage: a row the sink does not take moves into
+        it while the pipeline advances once more; the pipeline then waits (``en`` low) until
+        the buffer's row has left. The rows leave in the same cycles as without the buffer;
+        only the pipeline's stalls come one cycle later."""
+        skid = Signal.like(self.out.payload, name="skid")
+        m.d.comb += [self.out.valid.eq(p.skid_full | pipe_valid),
+                     self.out.payload.eq(Mux(p.skid_full, skid, pipe))]
+        with m.If(p.skid_full):
+            with m.If(self.out.ready):
+                m.d.sync += p.skid_full.eq(0)
+        with m.Elif(pipe_valid & ~self.out.ready):
+            m.d.sync += [skid.eq(pipe), p.skid_full.eq(1)]

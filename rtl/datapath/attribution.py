@@ -34,8 +34,8 @@ class CauseEncoder(wiring.Component):
         sink : In(Sink)
     tiler_busy, a_wait, k_step, period_pad, stalled : In(1), the array's activity
         (:class:`rtl.array.tiler.TiledMatmul`)
-    lanes_busy : In(1), rows in the lanes or at their input; lanes_held : In(1), the lanes'
-        output row waits for its sink
+    lanes_busy : In(1), rows in the lanes or at their input; lanes_held : In(1), the lanes
+        wait for their sink (``VectorLanes.held``: their output buffer holds a row)
     cause : Out(Cause)
     """
 

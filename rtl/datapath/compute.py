@@ -159,7 +159,7 @@ class Compute(wiring.Component):
                      enc.period_pad.eq(t.period_pad), enc.stalled.eq(t.stalled),
                      enc.a_wait.eq(t.a_wait),
                      enc.lanes_busy.eq(lanes.busy | lanes.i.valid),
-                     enc.lanes_held.eq(lanes.out.valid & ~lanes.out.ready),
+                     enc.lanes_held.eq(lanes.held),
                      self.cause.eq(enc.cause), self.macs.eq(t.macs), self.pc.eq(d.pc)]
 
     def _control(self, m, d):
