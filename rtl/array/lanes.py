@@ -32,6 +32,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.quant import ops
+from rtl.units.arith import interpolation_rom
 
 __all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY",
            "lane_in_layout", "lane_out_layout"]
@@ -154,13 +155,7 @@ class VectorLanes(wiring.Component):
                                      depth=self.max_tokens << self.tn_bits, init=[])
         queue_entry = data.StructLayout({"token": unsigned(m_width), "prob": unsigned(16)})
         self.queue = memory.Memory(shape=queue_entry, depth=max_m, init=[])
-        table = [int(v) for v in ops.gelu_table()]
-        diffs = [b - a for a, b in zip(table, table[1:])]
-        gelu_entry = data.StructLayout({"t": signed(20),
-                                        "d": signed(max(abs(d) for d in diffs).bit_length() + 1)})
-        self.gelu_tables = [memory.Memory(shape=gelu_entry, depth=len(diffs),
-                                          init=[{"t": t, "d": d} for t, d in zip(table, diffs)])
-                            for _ in range(cols)]
+        self.gelu_tables = [interpolation_rom(ops.gelu_table(), signed(20)) for _ in range(cols)]
         row_in = lane_in_layout(cols, m_width, tn_width, acc_width)
         row_out = lane_out_layout(cols, m_width, tn_width)
         super().__init__({

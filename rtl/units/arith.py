@@ -6,11 +6,25 @@ They build plain Amaranth expressions (no state) that reproduce the shared conve
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Value
+from amaranth.hdl import Mux, Value, signed
+from amaranth.lib import data, memory
 from amaranth.utils import ceil_log2
 
 __all__ = ["round_shift", "round_shift_var", "saturate", "saturate_unsigned", "ceil_q16",
-           "bits_for", "banked_row_schedule"]
+           "bits_for", "banked_row_schedule", "interpolation_rom"]
+
+
+def interpolation_rom(table, entry_shape) -> memory.Memory:
+    """A ROM for linear interpolation in ``table`` (``n + 1`` points): word ``i`` (of ``n``)
+    holds ``t = table[i]`` (``entry_shape``) beside ``d = table[i + 1] - table[i]`` (signed, as
+    wide as the largest step needs), so one read gives both neighbours without an ``i + 1``
+    adder or a subtract."""
+    table = [int(v) for v in table]
+    diffs = [b - a for a, b in zip(table, table[1:])]
+    layout = data.StructLayout({"t": entry_shape,
+                                "d": signed(max(abs(d) for d in diffs).bit_length() + 1)})
+    return memory.Memory(shape=layout, depth=len(diffs),
+                         init=[{"t": t, "d": d} for t, d in zip(table, diffs)])
 
 
 def bits_for(value: int) -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.quant import ops
-from rtl.units.arith import round_shift, round_shift_var
+from rtl.units.arith import interpolation_rom, round_shift, round_shift_var
 
 __all__ = ["Exp2Neg"]
 
@@ -43,13 +43,7 @@ class Exp2Neg(wiring.Component):
         if u_width < ops.EXP_FRAC + 1:
             raise ValueError(f"u_width must be >= {ops.EXP_FRAC + 1}, got {u_width}")
         self.u_width = u_width
-        table = [int(v) for v in ops.exp2_table()]
-        diffs = [b - a for a, b in zip(table, table[1:])]
-        self.table = memory.Memory(
-            shape=data.StructLayout({
-                "t": unsigned(ops.EXP_FRAC + 1),
-                "d": signed(max(abs(d) for d in diffs).bit_length() + 1)}),
-            depth=len(diffs), init=[{"t": t, "d": d} for t, d in zip(table, diffs)])
+        self.table = interpolation_rom(ops.exp2_table(), unsigned(ops.EXP_FRAC + 1))
         super().__init__({
             "u": In(unsigned(u_width)),
             "en": In(1),
