@@ -87,11 +87,15 @@ class Accelerator(wiring.Component):
             seq.output_base.eq(addr(csr.output_base_lo_addr, csr.output_base_hi_addr)),
             seq.program_len.eq(csr.program_len_words),
             seq.task.eq(csr.task_id_task),
-            csr.status_busy.eq(seq.busy),
-            csr.status_done_set.eq(seq.done),
-            csr.status_error_set.eq(seq.error),
-            csr.status_error_code.eq(seq.error_code),
         ]
+        # The status follows the sequencer one cycle late, in step with the registered cycle
+        # cause (``_causes``): when STATUS says done, every cause counter has its last cycle.
+        busy, done, error = Signal(), Signal(), Signal()
+        code = Signal.like(seq.error_code)
+        m.d.sync += [busy.eq(seq.busy), done.eq(seq.done), error.eq(seq.error),
+                     code.eq(seq.error_code)]
+        m.d.comb += [csr.status_busy.eq(busy), csr.status_done_set.eq(done),
+                     csr.status_error_set.eq(error), csr.status_error_code.eq(code)]
         # sequencer → load queue → loader; the queue counts as the loader being busy
         m.submodules.load_queue = queue = ResetInserter(soft)(fifo.SyncFIFO(
             width=Shape.cast(load_cmd_layout(cfg)).width, depth=cfg.load_queue_depth))
@@ -139,7 +143,7 @@ class Accelerator(wiring.Component):
             rbytes.eq(sum(Mux(p.r.valid & p.r.ready, nb, 0) for p in rd_ports)),
             wbytes.eq(Mux(wr_port.w.valid & wr_port.w.ready, nb, 0)),
             csr.perf_cycles_inc.eq(1),
-            csr.perf_busy_cycles_inc.eq(seq.busy),
+            csr.perf_busy_cycles_inc.eq(busy),
             csr.perf_bytes_moved_inc.eq(rbytes + wbytes),
             csr.perf_read_bytes_inc.eq(rbytes),
             csr.perf_write_bytes_inc.eq(wbytes),
@@ -156,15 +160,19 @@ class Accelerator(wiring.Component):
 
     def _causes(self, m, csr, seq, cp):
         """Each busy cycle's cause (the compute datapath's, else the sequencer's) into its
-        counter; ``work`` reports every change of (instruction, cause)."""
+        counter; ``work`` reports every change of (instruction, cause). The cause and its
+        instruction are registered (one cycle late, like the status and the busy counter): the
+        cause encoder's inputs reach the counters over a flip-flop."""
         cause = Signal(Cause)
         pc = Signal(16)
         with m.If(cp.cause != Cause.NONE):
-            m.d.comb += [cause.eq(cp.cause), pc.eq(cp.pc)]
+            m.d.sync += [cause.eq(cp.cause), pc.eq(cp.pc)]
         with m.Elif(seq.busy):
-            m.d.comb += [cause.eq(Mux(seq.stall, Cause.WEIGHT_STALL,
+            m.d.sync += [cause.eq(Mux(seq.stall, Cause.WEIGHT_STALL,
                                       Mux(seq.fetching, Cause.FETCH, Cause.SEQUENCER))),
                          pc.eq(seq.pc)]
+        with m.Else():
+            m.d.sync += [cause.eq(Cause.NONE), pc.eq(0)]
         for c in counted_causes():
             m.d.comb += getattr(csr, cause_counter(c).lower() + "_inc").eq(cause == c)
         m.d.comb += csr.perf_macs_inc.eq(cp.macs)     # registered in the CSR block

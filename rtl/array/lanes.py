@@ -8,13 +8,19 @@ reference (:mod:`golden.quant.ops`) bit for bit:
 stage      operation (``golden.quant.ops`` name)
 =========  ===============================================================================
 1          ``acc + bias[n]`` and ``× M[n]`` (``matmul`` bias, ``requantize``)
-2          ``round_shift(·, sh[n])`` and saturation to 8/16/32 bits (``requantize``)
-3–4        optional ``gelu_q10`` (one read of a table holding each entry and its difference
+2–3        ``round_shift(·, sh[n])`` (the variable shift, then the rounding increment) and
+           saturation to 8/16/32 bits (``requantize``)
+4–5        optional ``gelu_q10`` (one read of a table holding each entry and its difference
            to the next, then the interpolation)
-5–6        optional second requantisation ``× M_act``, then ``round_shift`` and ``sat8``
-7–8        optional ``residual_add`` (read-modify-write of the residual memory) or
+6–8        optional second requantisation ``× M_act``, then ``round_shift`` (shift, then
+           increment) and ``sat8``
+9–10       optional ``residual_add`` (read-modify-write of the residual memory) or
            ``moe_accumulate`` (``round_shift(y·p, 16)`` added to the token's accumulator row)
 =========  ===============================================================================
+
+A variable ``round_shift`` and its saturation take two stages (:func:`_shift_stage`,
+:func:`_round_saturate`): the barrel shift in one, the increment and the range checks (on the
+shifted value, beside the adder rather than after it) in the next.
 
 Without a matrix multiply, ``mode.aux`` (:class:`Aux`) uses the same pipeline on the state
 memories: ``RES_SET`` writes loaded rows into the residual (requantised by one constant row),
@@ -32,13 +38,13 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.quant import ops
-from rtl.units.arith import interpolation_rom
+from rtl.units.arith import interpolation_rom, round_saturate, round_shift, saturate, shift_for_round
 
 __all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY",
            "lane_in_layout", "lane_out_layout"]
 
 # Cycles from a row entering the lanes to its result on ``out`` (without back-pressure).
-VECTOR_LATENCY = 9
+VECTOR_LATENCY = 11
 
 
 class OutBits(enum.Enum, shape=2):
@@ -90,17 +96,6 @@ def lane_out_layout(cols: int, m_width: int, tn_width: int):
     """A row out of the lanes: ``m`` (the token for scatter rows), ``tn``, C values."""
     return data.StructLayout({"m": unsigned(m_width), "tn": unsigned(tn_width),
                               "values": data.ArrayLayout(signed(32), cols)})
-
-
-def _saturate(v, bits: int):
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(v > hi, hi, Mux(v < lo, lo, v))
-
-
-def _round_shift(v, shift):
-    """``(v + 2**(shift-1)) >> shift`` as ``((v >> (shift-1)) + 1) >> 1`` (no wide constant)."""
-    amount = shift - 1 if isinstance(shift, int) else (shift - 1)[:len(shift)]
-    return ((v >> amount) + 1) >> 1
 
 
 class VectorLanes(wiring.Component):
@@ -220,7 +215,8 @@ class VectorLanes(wiring.Component):
             m.d.sync += [p.acc1[j].eq(self.i.payload.acc[j]) for j in range(C)]
 
     def _requantise(self, m, p):
-        """Stage 1 → 2: bias and multiplier; 2 → 3: round and saturate."""
+        """Stage 1 → 2: bias and multiplier; 2 → 3: the variable shift; 3 → 4: round and
+        saturate."""
         C, en, mode = self.cols, p.en, self.mode
         n_stages = VECTOR_LATENCY
         prod2 = self._stage(signed(49), 2, "prod")
@@ -235,81 +231,86 @@ class VectorLanes(wiring.Component):
             m.d.sync += [p.token[2].eq(p.queue_rd.data.token), p.prob[2].eq(p.queue_rd.data.prob)]
             for s in range(2, n_stages):
                 m.d.sync += [p.token[s + 1].eq(p.token[s]), p.prob[s + 1].eq(p.prob[s])]
-        p.y3 = self._stage(signed(32), 3, "y")
+        shifted3 = self._stage(signed(49), 3, "shifted")
+        with m.If(en):
+            m.d.sync += [shifted3[j].eq(shift_for_round(prod2[j], shift2[j])) for j in range(C)]
+        p.y4 = self._stage(signed(32), 4, "y")
         with m.If(en):
             for j in range(C):
-                r = Signal(signed(49), name=f"rounded_{j}")
-                m.d.comb += r.eq(_round_shift(prod2[j], shift2[j]))
                 with m.Switch(mode.out_bits):
                     with m.Case(OutBits.INT8):
-                        m.d.sync += p.y3[j].eq(_saturate(r, 8))
+                        m.d.sync += p.y4[j].eq(round_saturate(shifted3[j], 8))
                     with m.Case(OutBits.INT16):
-                        m.d.sync += p.y3[j].eq(_saturate(r, 16))
+                        m.d.sync += p.y4[j].eq(round_saturate(shifted3[j], 16))
                     with m.Default():
-                        m.d.sync += p.y3[j].eq(_saturate(r, 32))
+                        m.d.sync += p.y4[j].eq(round_saturate(shifted3[j], 32))
 
     def _gelu(self, m, p):
-        """Stage 3 → 4: GELU table read (an entry and its difference to the next) for int16
-        Q10 inputs; 4 → 5: interpolate, choose GELU or pass-through; 5 → 6: second multiplier;
-        6 → 7: second requantisation to int8 (GELU) or pass-through."""
-        C, en, mode, y3 = self.cols, p.en, self.mode, p.y3
+        """Stage 4 → 5: GELU table read (an entry and its difference to the next) for int16
+        Q10 inputs; 5 → 6: interpolate, choose GELU or pass-through; 6 → 7: second multiplier;
+        7 → 8: its variable shift; 8 → 9: round and saturate to int8 (GELU) or pass-through."""
+        C, en, mode, y4 = self.cols, p.en, self.mode, p.y4
         lo = -ops.GELU_RANGE << ops.GELU_FRAC
         hi = ops.GELU_RANGE << ops.GELU_FRAC
         frac_bits = ops.GELU_FRAC - ops.GELU_STEP_BITS
-        x4 = self._stage(signed(32), 4, "x")
-        f4 = self._stage(unsigned(frac_bits), 4, "f")
+        x5 = self._stage(signed(32), 5, "x")
+        f5 = self._stage(unsigned(frac_bits), 5, "f")
         tables = []
         for j in range(C):
             rd = self.gelu_tables[j].read_port(transparent_for=())
             u = Signal(range(hi - lo), name=f"gelu_u_{j}")
-            m.d.comb += u.eq(Mux(y3[j] < lo, 0, Mux(y3[j] >= hi, hi - lo - 1, y3[j] - lo)))
+            m.d.comb += u.eq(Mux(y4[j] < lo, 0, Mux(y4[j] >= hi, hi - lo - 1, y4[j] - lo)))
             m.d.comb += [rd.addr.eq(u >> frac_bits), rd.en.eq(en)]
             with m.If(en):
-                m.d.sync += [x4[j].eq(y3[j]), f4[j].eq(u[:frac_bits])]
+                m.d.sync += [x5[j].eq(y4[j]), f5[j].eq(u[:frac_bits])]
             tables.append(rd.data)
-        y5 = self._stage(signed(32), 5, "y")
-        g5 = self._stage(signed(22), 5, "gelu")
+        y6 = self._stage(signed(32), 6, "y")
+        g6 = self._stage(signed(22), 6, "gelu")
         with m.If(en):
             for j in range(C):
                 entry = tables[j]
                 inner = Signal(signed(21), name=f"gelu_inner_{j}")
-                m.d.comb += inner.eq(entry.t + _round_shift(entry.d * f4[j], frac_bits))
-                m.d.sync += [y5[j].eq(x4[j]), g5[j].eq(
-                    Mux(x4[j] < lo, 0,
-                        Mux(x4[j] >= hi, x4[j] << (ops.GELU_OUT_FRAC - ops.GELU_FRAC), inner)))]
-        y6 = self._stage(signed(32), 6, "y")
-        prod6 = self._stage(signed(40), 6, "act_prod")
+                m.d.comb += inner.eq(entry.t + round_shift(entry.d * f5[j], frac_bits))
+                m.d.sync += [y6[j].eq(x5[j]), g6[j].eq(
+                    Mux(x5[j] < lo, 0,
+                        Mux(x5[j] >= hi, x5[j] << (ops.GELU_OUT_FRAC - ops.GELU_FRAC), inner)))]
+        y7 = self._stage(signed(32), 7, "y")
+        prod7 = self._stage(signed(40), 7, "act_prod")
         with m.If(en):
             for j in range(C):
-                m.d.sync += [y6[j].eq(y5[j]), prod6[j].eq(g5[j] * mode.act_mult)]
-        p.y7 = self._stage(signed(32), 7, "y")
+                m.d.sync += [y7[j].eq(y6[j]), prod7[j].eq(g6[j] * mode.act_mult)]
+        y8 = self._stage(signed(32), 8, "y")
+        shifted8 = self._stage(signed(40), 8, "act_shifted")
         with m.If(en):
             for j in range(C):
-                m.d.sync += p.y7[j].eq(Mux(mode.gelu,
-                                           _saturate(_round_shift(prod6[j], mode.act_shift), 8),
-                                           y6[j]))
+                m.d.sync += [y8[j].eq(y7[j]),
+                             shifted8[j].eq(shift_for_round(prod7[j], mode.act_shift))]
+        p.y9 = self._stage(signed(32), 9, "y")
+        with m.If(en):
+            for j in range(C):
+                m.d.sync += p.y9[j].eq(Mux(mode.gelu, round_saturate(shifted8[j], 8), y8[j]))
 
     def _state_update(self, m, p):
-        """Stage 7 → 8: read the residual / accumulator row, weight by the gate probability;
-        8 → 9: update, write back, emit."""
+        """Stage 9 → 10: read the residual / accumulator row, weight by the gate probability;
+        10 → 11: update, write back, emit."""
         C, en, mode = self.cols, p.en, self.mode
         res_wr = self.residual.write_port()
         acc_wr = self.moe_acc.write_port()
         res_rd = self.residual.read_port(transparent_for=(res_wr,))
         acc_rd = self.moe_acc.read_port(transparent_for=(acc_wr,))
-        addr7 = Signal(len(res_rd.addr))
-        m.d.comb += addr7.eq(Cat(p.row_tn[7][:self.tn_bits],
-                                 Mux(mode.scatter, p.token[7], p.row_m[7])))
-        m.d.comb += [res_rd.addr.eq(addr7), acc_rd.addr.eq(addr7),
+        addr9 = Signal(len(res_rd.addr))
+        m.d.comb += addr9.eq(Cat(p.row_tn[9][:self.tn_bits],
+                                 Mux(mode.scatter, p.token[9], p.row_m[9])))
+        m.d.comb += [res_rd.addr.eq(addr9), acc_rd.addr.eq(addr9),
                      res_rd.en.eq(en), acc_rd.en.eq(en)]
-        y8 = self._stage(signed(32), 8, "y")
-        contrib8 = self._stage(signed(33), 8, "contrib")
-        addr8 = Signal.like(addr7)
+        y10 = self._stage(signed(32), 10, "y")
+        contrib10 = self._stage(signed(33), 10, "contrib")
+        addr10 = Signal.like(addr9)
         with m.If(en):
-            m.d.sync += addr8.eq(addr7)
+            m.d.sync += addr10.eq(addr9)
             for j in range(C):
-                m.d.sync += [y8[j].eq(p.y7[j]),
-                             contrib8[j].eq(_round_shift(p.y7[j] * p.prob[7], 16))]
+                m.d.sync += [y10[j].eq(p.y9[j]),
+                             contrib10[j].eq(round_shift(p.y9[j] * p.prob[9], 16))]
         values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
         aux = mode.aux
         zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
@@ -317,28 +318,28 @@ class VectorLanes(wiring.Component):
             with m.If(aux == Aux.RES_READ):
                 m.d.comb += values[j].eq(res_rd.data[j])
             with m.Elif(aux == Aux.ACC_COMMIT):
-                m.d.comb += values[j].eq(_saturate(res_rd.data[j] + acc_rd.data[j], 16))
+                m.d.comb += values[j].eq(saturate(res_rd.data[j] + acc_rd.data[j], 16))
             with m.Elif(mode.residual):
-                m.d.comb += values[j].eq(_saturate(res_rd.data[j] + y8[j], 16))
+                m.d.comb += values[j].eq(saturate(res_rd.data[j] + y10[j], 16))
             with m.Elif(mode.scatter):
-                m.d.comb += values[j].eq(acc_rd.data[j] + contrib8[j])
+                m.d.comb += values[j].eq(acc_rd.data[j] + contrib10[j])
             with m.Else():
-                m.d.comb += values[j].eq(y8[j])
+                m.d.comb += values[j].eq(y10[j])
             m.d.comb += [res_wr.data[j].eq(values[j]),
                          acc_wr.data[j].eq(Mux(zero_acc, 0, values[j]))]
         res_write = mode.residual | (aux == Aux.RES_SET) | (aux == Aux.ACC_COMMIT)
         acc_write = mode.scatter | zero_acc
         valid = p.valid
         m.d.comb += [
-            res_wr.addr.eq(addr8), acc_wr.addr.eq(addr8),
-            res_wr.en.eq(Mux(en & valid[8] & res_write, -1, 0)),
-            acc_wr.en.eq(Mux(en & valid[8] & acc_write, -1, 0)),
+            res_wr.addr.eq(addr10), acc_wr.addr.eq(addr10),
+            res_wr.en.eq(Mux(en & valid[10] & res_write, -1, 0)),
+            acc_wr.en.eq(Mux(en & valid[10] & acc_write, -1, 0)),
         ]
         pipe = Signal.like(self.out.payload, name="pipe_out")
         with m.If(en):
             m.d.sync += [pipe.values[j].eq(values[j]) for j in range(C)]
-            m.d.sync += pipe.m.eq(Mux(mode.scatter, p.token[8], p.row_m[8]))
-            m.d.sync += pipe.tn.eq(p.row_tn[8])
+            m.d.sync += pipe.m.eq(Mux(mode.scatter, p.token[10], p.row_m[10]))
+            m.d.sync += pipe.tn.eq(p.row_tn[10])
         self._output_buffer(m, p, pipe, valid[VECTOR_LATENCY])
         m.d.comb += self.busy.eq(Cat(valid[1:]).any() | p.skid_full)
 

@@ -111,7 +111,9 @@ class TiledMatmul(wiring.Component):
         it; always ready)
     b_load : In(stream) of ``{bank, addr, value}``: writes one weight byte (always ready)
     b_word : In(stream) of ``{addr, mask, data[C]}``: writes ``data[j]`` into bank ``j`` at
-        ``addr`` for every set ``mask`` bit (always ready; wins over ``b_load``)
+        ``addr`` for every set ``mask`` bit (always ready; wins over ``b_load``). Both B writes
+        land in the banks one cycle after they are accepted: a command must not read them
+        earlier (the dispatcher's decode and issue cycles lie between)
     cmd : In(stream) of :func:`command_layout`
     out : Out(stream) of :func:`acc_row_layout`
     a_rows : In(range(max_m + 1)), A rows written so far; a_gated : In(1), honour it: a row
@@ -244,17 +246,20 @@ class TiledMatmul(wiring.Component):
             wr = mem.write_port()
             m.d.comb += [wr.addr.eq(self.a_load.payload.addr), wr.data.eq(self.a_load.payload.value),
                          wr.en.eq(self.a_load.valid & (self.a_load.payload.bank == i))]
+        # B writes are registered (they land one cycle after they are accepted): the loader's
+        # and the B-mover's logic does not reach the banks' write enables in the same cycle.
         m.d.comb += [self.b_load.ready.eq(1), self.b_word.ready.eq(1)]
-        bw = self.b_word.payload
+        bw, bw_valid = Signal.like(self.b_word.payload, name="bw"), Signal(name="bw_valid")
+        bl, bl_valid = Signal.like(self.b_load.payload, name="bl"), Signal(name="bl_valid")
+        m.d.sync += [bw.eq(self.b_word.payload), bw_valid.eq(self.b_word.valid),
+                     bl.eq(self.b_load.payload), bl_valid.eq(self.b_load.valid)]
         for j, mem in enumerate(self.b_banks):
             wr = mem.write_port()
-            with m.If(self.b_word.valid):
-                m.d.comb += [wr.addr.eq(bw.addr), wr.data.eq(bw.data[j]),
-                             wr.en.eq(bw.mask[j])]
+            with m.If(bw_valid):
+                m.d.comb += [wr.addr.eq(bw.addr), wr.data.eq(bw.data[j]), wr.en.eq(bw.mask[j])]
             with m.Else():
-                m.d.comb += [wr.addr.eq(self.b_load.payload.addr),
-                             wr.data.eq(self.b_load.payload.value),
-                             wr.en.eq(self.b_load.valid & (self.b_load.payload.bank == j))]
+                m.d.comb += [wr.addr.eq(bl.addr), wr.data.eq(bl.value),
+                             wr.en.eq(bl_valid & (bl.bank == j))]
         a_reads = [mem.read_port(transparent_for=()) for mem in self.a_banks]
         p.b_reads = [mem.read_port(transparent_for=()) for mem in self.b_banks]
         aw_bits = ceil_log2(self.a_word_bytes)
@@ -368,16 +373,20 @@ class TiledMatmul(wiring.Component):
             m.d.comb += [sel_row.eq(0), sel_m.eq(info_m), sel_tn.eq(info_tn), emit.eq(1)]
         with m.Else():
             m.d.comb += [sel_row.eq(row), sel_m.eq(row_m), sel_tn.eq(cur_tn), emit.eq(draining)]
+        # Whether the next row lies inside the matrix, registered: the array's clock enable
+        # (``~out.valid | out.ready``) then comes from registers, not through the tile FIFO's
+        # read data. A tile's row 0 always does (tiles exist only below m).
+        next_in = Signal()
         with m.If(en):
             with m.If(mesh.row0_done):
                 m.d.sync += [draining.eq(R > 1), row.eq(1), cur_m_base.eq(info_m),
-                             cur_tn.eq(info_tn)]
+                             cur_tn.eq(info_tn), next_in.eq(info_m + 1 < p.m_len)]
             with m.Elif(draining):
-                m.d.sync += row.eq(row + 1)
+                m.d.sync += [row.eq(row + 1), next_in.eq(row_m + 1 < p.m_len)]
                 with m.If(row == R - 1):
                     m.d.sync += draining.eq(0)
         m.d.comb += [
-            self.out.valid.eq(emit & (sel_m < p.m_len)),
+            self.out.valid.eq(Mux(mesh.row0_done, 1, draining & next_in)),
             self.out.payload.m.eq(sel_m),
             self.out.payload.tn.eq(sel_tn),
         ]

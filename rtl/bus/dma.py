@@ -60,23 +60,43 @@ def _validate(cfg: AccelConfig) -> None:
 
 
 class _BurstSplitter:
-    """Shared address arithmetic: the next burst's beat count from ``cur`` and ``last``."""
+    """Shared address arithmetic: the next burst's beat count from ``cur`` and ``last``, one
+    register stage at a time (no cycle has two wide adders or compares in series).
+
+    The caller loads ``cur``/``last`` (aligned first and last word addresses) with ``start``
+    high; two cycles later ``n`` holds the first burst's beats and ``ready`` is high. When the
+    caller issues the burst (``fire``, only while ``ready``), ``cur`` and the beats ``left``
+    advance, and ``n`` of the next burst is ready one cycle later (so bursts issue at most every
+    second cycle; a burst moves up to ``max_burst_beats`` words). ``final``: ``n`` is the last
+    burst.
+    """
 
     def __init__(self, m: Module, cfg: AccelConfig, cur: Signal, last: Signal, prefix: str):
         lg = size_for_width(cfg.axi_data_width)
+        self.start = Signal(name=f"{prefix}_start")
+        self.fire = Signal(name=f"{prefix}_fire")
+        self.ready = Signal(name=f"{prefix}_ready")
         self.left = Signal(cfg.axi_addr_width - lg + 1, name=f"{prefix}_beats_left")
-        self.to4k = Signal(range(AXI_4K // cfg.axi_bytes + 1), name=f"{prefix}_to4k")
         self.n = Signal(range(cfg.max_burst_beats + 1), name=f"{prefix}_beats")
-        m.d.comb += [
-            self.left.eq((last >> lg) - (cur >> lg) + 1),
-            self.to4k.eq((AXI_4K - cur[:12]) >> lg),
-        ]
-        with m.If((self.left <= cfg.max_burst_beats) & (self.left <= self.to4k)):
-            m.d.comb += self.n.eq(self.left)
-        with m.Elif(self.to4k <= cfg.max_burst_beats):
-            m.d.comb += self.n.eq(self.to4k)
-        with m.Else():
-            m.d.comb += self.n.eq(cfg.max_burst_beats)
+        self.final = Signal(name=f"{prefix}_final")
+        to4k = Signal(range(AXI_4K // cfg.axi_bytes + 1), name=f"{prefix}_to4k")
+        phase = Signal(range(3), name=f"{prefix}_phase")     # 1: count the beats; 2: size n
+        m.d.comb += [to4k.eq((AXI_4K - cur[:12]) >> lg), self.final.eq(self.n == self.left)]
+        with m.If(self.start):
+            m.d.sync += [phase.eq(1), self.ready.eq(0)]
+        with m.Elif(phase == 1):
+            m.d.sync += [self.left.eq((last >> lg) - (cur >> lg) + 1), phase.eq(2)]
+        with m.Elif(phase == 2):
+            m.d.sync += [self.ready.eq(1), phase.eq(0)]
+            with m.If((self.left <= cfg.max_burst_beats) & (self.left <= to4k)):
+                m.d.sync += self.n.eq(self.left)
+            with m.Elif(to4k <= cfg.max_burst_beats):
+                m.d.sync += self.n.eq(to4k)
+            with m.Else():
+                m.d.sync += self.n.eq(cfg.max_burst_beats)
+        with m.Elif(self.fire):
+            m.d.sync += [cur.eq(cur + (self.n << lg)), self.left.eq(self.left - self.n),
+                         self.ready.eq(0), phase.eq(Mux(self.final, 0, 2))]
 
 
 def _keep(m: Module, nbytes: int, left: Signal, name: str) -> Signal:
@@ -151,20 +171,21 @@ class DMAReader(wiring.Component):
         with m.If(self.desc.valid & self.desc.ready & (desc.length != 0)):
             m.d.sync += [active.eq(1), cur.eq(desc.addr & ~(nb - 1)),
                          last.eq(end[:cfg.axi_addr_width] & ~(nb - 1))]
+            m.d.comb += split.start.eq(1)
             m.d.comb += [q.w_en.eq(1), q.w_data.eq(Cat(desc.addr[:lg], desc.length))]
 
         ar_fire = Signal()
         r_last_fire = Signal()
         m.d.comb += [
-            axi.ar.valid.eq(active & (outstanding < cfg.max_outstanding_reads)),
+            axi.ar.valid.eq(active & split.ready & (outstanding < cfg.max_outstanding_reads)),
             axi.ar.addr.eq(cur), axi.ar.len.eq(split.n - 1), axi.ar.size.eq(lg),
             axi.ar.burst.eq(Burst.INCR), axi.ar.id.eq(0),
             ar_fire.eq(axi.ar.valid & axi.ar.ready),
             r_last_fire.eq(axi.r.valid & axi.r.ready & axi.r.last),
         ]
+        m.d.comb += split.fire.eq(ar_fire)
         with m.If(ar_fire):
-            m.d.sync += cur.eq(cur + (split.n << lg))
-            with m.If(split.n == split.left):
+            with m.If(split.final):
                 m.d.sync += active.eq(0)
         m.d.sync += outstanding.eq(outstanding + ar_fire - r_last_fire)
 
@@ -284,21 +305,22 @@ class DMAWriter(wiring.Component):
                 beats_total.eq(((desc.addr[:lg] + desc.length - 1) >> lg) + 1),
                 in_left.eq(((desc.length - 1) >> lg) + 1), beat.eq(0),
             ]
+            m.d.comb += split.start.eq(1)
 
         # -- AW ---------------------------------------------------------------------------------
         aw_fire = Signal()
         b_out = Signal(range(32))
         m.d.comb += [
             # At most 31 writes wait for B: ``b_out`` cannot overflow and ``busy`` stays exact.
-            axi.aw.valid.eq(aw_active & bq.w_rdy & (b_out < 31)),
+            axi.aw.valid.eq(aw_active & split.ready & bq.w_rdy & (b_out < 31)),
             axi.aw.addr.eq(cur), axi.aw.len.eq(split.n - 1), axi.aw.size.eq(lg),
             axi.aw.burst.eq(Burst.INCR), axi.aw.id.eq(0),
             aw_fire.eq(axi.aw.valid & axi.aw.ready),
             bq.w_en.eq(aw_fire), bq.w_data.eq(split.n),
         ]
+        m.d.comb += split.fire.eq(aw_fire)
         with m.If(aw_fire):
-            m.d.sync += cur.eq(cur + (split.n << lg))
-            with m.If(split.n == split.left):
+            with m.If(split.final):
                 m.d.sync += aw_active.eq(0)
         b_fire = Signal()
         m.d.comb += b_fire.eq(axi.b.valid & axi.b.ready)

@@ -14,6 +14,7 @@ from golden.quant import ops
 from rtl.array.lanes import LaneConstant
 from rtl.bus.axi import axi4_from_config
 from rtl.bus.dma import DMAReader
+from rtl.bus.register_slice import RegisterSlice
 from rtl.bus.split_reader import SplitReader
 from rtl.config import CONST_RECORD_BYTES, LNP_RECORD_BYTES, AccelConfig
 from rtl.control.isa import INSTR_BITS, Dest, load_cmd_layout
@@ -149,10 +150,14 @@ class Loader(wiring.Component):
         if self.ports == 2:
             wiring.connect(m, reader.axi0, wiring.flipped(self.axi))
             wiring.connect(m, reader.axi1, wiring.flipped(self.axi1))
-            read_word = reader.data.payload
         else:
             wiring.connect(m, reader.axi, wiring.flipped(self.axi))
-            read_word = reader.data.payload.data
+        # The read words pass a register slice: the reader's realigner (combinational from the
+        # AXI R channel) and the destinations' decode are in different cycles.
+        m.submodules.read_slice = words = RegisterSlice(unsigned(8 * nb))
+        m.d.comb += [words.i.valid.eq(reader.data.valid), reader.data.ready.eq(words.i.ready),
+                     words.i.payload.eq(reader.data.payload if self.ports == 2
+                                        else reader.data.payload.data)]
         m.d.comb += [self.error.eq(reader.error), reader.clear_error.eq(self.clear_error),
                      self.beats.eq(reader.beats)]
 
@@ -200,9 +205,9 @@ class Loader(wiring.Component):
             for code, wb in self.word_bytes.items():
                 with m.Case(code):
                     rs = resizers[wb]
-                    m.d.comb += [rs.i.valid.eq(reader.data.valid & running),
-                                 rs.i.payload.eq(read_word),
-                                 reader.data.ready.eq(rs.i.ready & running),
+                    m.d.comb += [rs.i.valid.eq(words.o.valid & running),
+                                 rs.i.payload.eq(words.o.payload),
+                                 words.o.ready.eq(rs.i.ready & running),
                                  word_valid.eq(rs.o.valid), word.eq(rs.o.payload),
                                  rs.o.ready.eq(word_ready)]
 
@@ -240,5 +245,5 @@ class Loader(wiring.Component):
                 m.d.sync += res_tn.eq(res_tn + 1)
             with m.If(words_left == 1):
                 m.d.sync += running.eq(0)
-        m.d.comb += self.busy.eq(running | reader.busy)
+        m.d.comb += self.busy.eq(running | reader.busy | words.busy)
         return m

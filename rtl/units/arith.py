@@ -10,7 +10,7 @@ from amaranth.hdl import Mux, Value, signed
 from amaranth.lib import data, memory
 from amaranth.utils import ceil_log2
 
-__all__ = ["round_shift", "round_shift_var", "saturate", "saturate_unsigned", "ceil_q16",
+__all__ = ["round_shift", "round_shift_var", "shift_for_round", "round_saturate", "saturate", "saturate_unsigned", "ceil_q16",
            "bits_for", "banked_row_schedule", "interpolation_rom"]
 
 
@@ -45,7 +45,23 @@ def round_shift(v: Value, shift: int) -> Value:
 
 def round_shift_var(v: Value, shift: Value) -> Value:
     """``ops.round_shift`` by a signal ``shift >= 1`` (same identity as :func:`round_shift`)."""
-    return ((v >> (shift - 1)[:len(shift)]) + 1) >> 1
+    return (shift_for_round(v, shift) + 1) >> 1
+
+
+def shift_for_round(v: Value, shift: Value) -> Value:
+    """``v >> (shift - 1)`` for a signal ``shift >= 1``: the barrel-shift half of
+    :func:`round_shift_var`, for a pipeline that registers it and finishes with
+    :func:`round_saturate` (or ``(s + 1) >> 1``) one stage later."""
+    return v >> (shift - 1)[:len(shift)]
+
+
+def round_saturate(s: Value, bits: int) -> Value:
+    """``saturate((s + 1) >> 1, bits)``: the second half of a ``round_shift`` (``s`` from
+    :func:`shift_for_round`) and its saturation, with the range checks on ``s`` beside the
+    increment rather than after it. With ``r = floor((s + 1) / 2)``: ``r > hi`` exactly when
+    ``s >= 2·hi + 1``, and ``r < lo`` exactly when ``s <= 2·lo - 2``."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(s >= 2 * hi + 1, hi, Mux(s <= 2 * lo - 2, lo, (s + 1) >> 1))
 
 
 def saturate(v: Value, bits: int) -> Value:

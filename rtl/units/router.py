@@ -21,16 +21,20 @@ from golden.quant import ops
 from rtl.units.arith import bits_for
 from rtl.units.softmax import Softmax
 
-__all__ = ["Router", "ROUTER_DRAIN_LATENCY"]
+__all__ = ["Router", "drain_latency"]
 
-# Cycles from the last probability of the frame to its first queue entry on ``queue``.
-ROUTER_DRAIN_LATENCY = 2
+
+def drain_latency(experts: int) -> int:
+    """Cycles from the frame's last probability to its first queue entry on ``queue``: the
+    listing of the non-empty experts (one a cycle), then the first queue-memory read."""
+    return experts + 3
 
 
 class _State(enum.Enum, shape=2):
     FILL = 0      # accepting the frame's logits
     WAIT = 1      # last logit accepted, probabilities still in flight
-    DRAIN = 2     # emitting the expert list and the queues
+    LIST = 2      # listing the non-empty experts (E cycles)
+    DRAIN = 3     # emitting the expert list and the queues
 
 
 class Router(wiring.Component):
@@ -99,10 +103,11 @@ class Router(wiring.Component):
     def frame_cycles(self, tokens: int) -> int:
         """Cycles from a frame's first accepted logit to its last queue entry (input always
         valid, outputs always ready): the softmax's schedule for ``tokens`` rows of E, plus the
-        drain of the ``tokens * k`` queue entries. The next frame's first logit is accepted two
+        listing of the non-empty experts (:func:`drain_latency`) and the drain of the
+        ``tokens * k`` queue entries, one a cycle. The next frame's first logit is accepted two
         cycles after that last entry."""
         last_prob = self.softmax.schedule([self.experts] * tokens)[-1][1]
-        return last_prob + ROUTER_DRAIN_LATENCY + tokens * self.top_k
+        return last_prob + drain_latency(self.experts) + tokens * self.top_k
 
     def elaborate(self, platform):
         m = Module()
@@ -191,55 +196,66 @@ class Router(wiring.Component):
                 m.d.comb += pend.r_en.eq(1)
                 m.d.sync += tok_out.eq(tok_out + 1)
                 with m.If(head.final):
-                    m.d.sync += [state.eq(_State.DRAIN), self.tokens.eq(tok_out + 1),
+                    m.d.sync += [state.eq(_State.LIST), self.tokens.eq(tok_out + 1),
                                  tok_out.eq(0)]
 
-        # ---------------------------------------------------------------- drain
-        nonempty = Signal(E)
-        m.d.comb += nonempty.eq(Cat(counts[e] != 0 for e in range(E)))
-        more_after = Array([nonempty[e + 1:].any() if e + 1 < E else Const(0)
-                            for e in range(E)])
-
-        def first_from(ptr, name):
-            """Lowest non-empty expert >= ptr (a priority encoder)."""
-            avail = Signal(E, name=f"{name}_avail")
-            nxt = Signal(idx_shape, name=f"{name}_next")
-            m.d.comb += avail.eq(nonempty & ~((Const(1, E + 1) << ptr) - 1)[:E])
-            for e in reversed(range(E)):
-                with m.If(avail[e]):
-                    m.d.comb += nxt.eq(e)
-            return avail.any(), nxt
-
+        # ------------------------------------------------- list, then drain
+        # LIST (E cycles, one expert a cycle): the non-empty experts go into a short list of
+        # registers (expert, queue base, length); the drain reads it by registered pointers, so
+        # no priority encoder or count multiplexer lies between two drain registers.
+        listing = state == _State.LIST
         draining = state == _State.DRAIN
-        e_ptr = Signal(range(E + 1))
-        e_have, e_next = first_from(e_ptr, "list")
-        xo = self.experts_out
-        m.d.comb += [xo.valid.eq(draining & e_have), xo.payload.expert.eq(e_next),
-                     xo.payload.length.eq(counts[e_next]),
-                     xo.payload.last.eq(~more_after[e_next])]
-        with m.If(xo.valid & xo.ready):
-            m.d.sync += e_ptr.eq(e_next + 1)
+        ent = data.StructLayout({"expert": idx_shape, "base": range(E * NT),
+                                 "length": unsigned(bits_for(NT))})
+        lst = Array([Signal(ent, name=f"list{k}") for k in range(E)])
+        n_list = Signal(range(E + 1))
+        scan = Signal(range(E))
+        scan_base = Signal(range(E * NT))
+        with m.If(listing):
+            m.d.sync += [scan.eq(scan + 1), scan_base.eq(scan_base + NT)]
+            with m.If(counts[scan] != 0):
+                m.d.sync += [lst[n_list].expert.eq(scan), lst[n_list].base.eq(scan_base),
+                             lst[n_list].length.eq(counts[scan]), n_list.eq(n_list + 1)]
+            with m.If(scan == E - 1):
+                m.d.sync += [state.eq(_State.DRAIN), scan.eq(0), scan_base.eq(0)]
 
+        # The expert list: a registered stream walking the list.
+        xo = self.experts_out
+        e_ptr = Signal(range(E + 1))
+        with m.If(draining & (~xo.valid | xo.ready)):
+            m.d.sync += [xo.valid.eq(e_ptr != n_list), xo.payload.expert.eq(lst[e_ptr].expert),
+                         xo.payload.length.eq(lst[e_ptr].length),
+                         xo.payload.last.eq(e_ptr + 1 == n_list)]
+            with m.If(e_ptr != n_list):
+                m.d.sync += e_ptr.eq(e_ptr + 1)
+
+        # The queues: the current expert's entry in registers, the next one's list index.
         q = self.queue
-        q_ptr = Signal(range(E + 1))
+        cur = Signal(ent, name="q_cur")
+        cur_valid = Signal()
+        q_next = Signal(range(E + 1))
         q_i = Signal(range(NT + 1))
-        q_have, q_next = first_from(q_ptr, "queue")
         advance = Signal()
         m.d.comb += advance.eq(~q.valid | q.ready)
         rd = self.queues.read_port(transparent_for=())
-        m.d.comb += [rd.addr.eq(bases[q_next] + q_i), rd.en.eq(advance),
+        m.d.comb += [rd.addr.eq(cur.base + q_i), rd.en.eq(advance),
                      q.payload.token.eq(rd.data.token), q.payload.prob.eq(rd.data.prob)]
         q_end = Signal()
-        m.d.comb += q_end.eq(q_i == counts[q_next] - 1)
-        with m.If(advance):
-            m.d.sync += q.valid.eq(draining & q_have)
-            with m.If(draining & q_have):
-                m.d.sync += [q.payload.expert.eq(q_next), q.payload.last.eq(q_end),
-                             q.payload.final.eq(q_end & ~more_after[q_next])]
-                with m.If(q_end):
-                    m.d.sync += [q_ptr.eq(q_next + 1), q_i.eq(0)]
-                with m.Else():
-                    m.d.sync += q_i.eq(q_i + 1)
-        with m.If(draining & ~e_have & ~q_have & ~q.valid):
-            m.d.sync += [state.eq(_State.FILL), e_ptr.eq(0), q_ptr.eq(0)]
+        m.d.comb += q_end.eq(q_i + 1 == cur.length)
+        with m.If(listing & (scan == E - 1)):       # the first entry (list[0] once written)
+            m.d.sync += [cur_valid.eq(0), q_next.eq(0), q_i.eq(0)]
+        with m.If(draining & advance):
+            m.d.sync += q.valid.eq(cur_valid)
+            with m.If(cur_valid):
+                m.d.sync += [q.payload.expert.eq(cur.expert), q.payload.last.eq(q_end),
+                             q.payload.final.eq(q_end & (q_next == n_list))]
+            with m.If(~cur_valid | q_end):
+                m.d.sync += [cur.eq(lst[q_next]), cur_valid.eq(q_next != n_list), q_i.eq(0)]
+                with m.If(q_next != n_list):
+                    m.d.sync += q_next.eq(q_next + 1)
+            with m.Else():
+                m.d.sync += q_i.eq(q_i + 1)
+        with m.If(draining & (e_ptr == n_list) & ~xo.valid & ~cur_valid & (q_next == n_list)
+                  & ~q.valid):
+            m.d.sync += [state.eq(_State.FILL), e_ptr.eq(0), q_next.eq(0), n_list.eq(0)]
         return m

@@ -11,7 +11,7 @@ and emitted.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -23,9 +23,9 @@ from rtl.units.exp2 import Exp2Neg
 
 __all__ = ["Softmax", "softmax_schedule", "SOFTMAX_FILL_LATENCY", "SOFTMAX_OUT_LATENCY"]
 
-# Cycles from a row's last accepted score to its bank being marked filled (visible): the exp2
-# pipeline, then the bank's state register.
-SOFTMAX_FILL_LATENCY = Exp2Neg.LATENCY + 1
+# Cycles from a row's last accepted score to its bank being marked filled (visible): the input
+# register, the exp2 pipeline, then the bank's state register.
+SOFTMAX_FILL_LATENCY = Exp2Neg.LATENCY + 2
 # Cycles from the emit pass's start (its load cycle) to the first probability on ``o``: the row
 # read, the exp2 pipeline, the product register and the load cycle itself.
 SOFTMAX_OUT_LATENCY = Exp2Neg.LATENCY + 3
@@ -36,16 +36,16 @@ RECIP_BITS = ops.SOFTMAX_RECIP_BITS - ops.EXP_FRAC + 2
 def softmax_schedule(lengths: list[int], banks: int = 3,
                      recip_cycles: int = RECIP_BITS + 1, spans: list[int] | None = None,
                      gap: int = 0) -> list[tuple[int, int]]:
-    """The unit's cycle formula: :func:`rtl.units.arith.banked_row_schedule` with fill latency 4,
+    """The unit's cycle formula: :func:`rtl.units.arith.banked_row_schedule` with fill latency 5,
     ``recip_cycles`` (27) for the reciprocal and output latency 6 (both follow
     ``Exp2Neg.LATENCY`` = 3).
 
     For rows ``r`` of ``L_r`` scores offered back to back (input always valid, output always
     ready), first score accepted in cycle 0, it returns per row the cycle of its first accepted
-    score and of its last probability on ``o``. One row alone takes ``2 L + 37`` cycles from
+    score and of its last probability on ``o``. One row alone takes ``2 L + 38`` cycles from
     first score to last probability. In steady state with equal rows the average period is
-    ``max(L, recip_cycles + 1, (2 L + 32) / banks)`` cycles per row (per lane): ``L + 16``
-    with 2 banks, ``L`` (one score per cycle per lane) with 3 banks once ``L >= 32``.
+    ``max(L, recip_cycles + 1, (2 L + 33) / banks)`` cycles per row (per lane): ``L + 16.5``
+    with 2 banks, ``L`` (one score per cycle per lane) with 3 banks once ``L >= 33``.
     Back-pressure on ``o`` stalls the emit pipeline as a whole; each stalled cycle delays
     completion by at most one.
     """
@@ -161,9 +161,10 @@ class Softmax(wiring.Component):
             with m.If(a_idx >= self.max_len):
                 m.d.sync += self.overflow.eq(1)
 
-        # Pipeline stages 1 .. LAT (the exp2 latency) carry the row bookkeeping.
+        # Stage 1 holds the accepted score with its ceiling; the exp2 pipeline runs in stages
+        # 2 .. LAT + 1. Stages 1 .. LAT + 1 carry the row bookkeeping.
         LAT = Exp2Neg.LATENCY
-        stages = range(1, LAT + 1)
+        stages = range(1, LAT + 2)
         a_v = [Signal(name=f"a_valid{s}") for s in stages]
         a_first = [Signal(name=f"a_first{s}") for s in stages]
         a_last = [Signal(name=f"a_last{s}") for s in stages]
@@ -177,24 +178,33 @@ class Softmax(wiring.Component):
             m.d.sync += [b_len[a_bk[-1]].eq(a_n[-1]), bstate[a_bk[-1]].eq(BankState.FILLED)]
 
         for j in range(NL):
+            # Stage 1: c = ceil(t / 2**16) and f = c * 2**16 - t = (-t) mod 2**16, side by side.
             t = self.i.payload.t[j]
-            k = Signal(signed(kw), name=f"K{j}")
-            s = Signal(sw, name=f"S{j}")
             c = Signal(signed(kw), name=f"ceil{j}")
+            f = Signal(ops.EXP_FRAC, name=f"frac{j}")
+            m.d.sync += [c.eq(ceil_q16(t)), f.eq((-t)[:ops.EXP_FRAC])]
+            # Stage 1 -> 2: the running K (the row's first score restarts it) and the exp2
+            # input u = K * 2**16 - t = (K - c) * 2**16 + f, with K - c >= 0.
+            k = Signal(signed(kw), name=f"K{j}")
             kn = Signal(signed(kw), name=f"K_new{j}")
-            m.d.comb += [c.eq(ceil_q16(t)), kn.eq(Mux(~a_open | (c > k), c, k))]
-            with m.If(accept):
+            k_c, c_k = Signal(signed(kw + 1), name=f"K_c{j}"), Signal(signed(kw + 1), name=f"c_K{j}")
+            use_c = Signal(name=f"use_c{j}")
+            m.d.comb += [k_c.eq(k - c), c_k.eq(c - k), use_c.eq(a_first[0] | (k_c < 0)),
+                         kn.eq(Mux(use_c, c, k))]
+            with m.If(a_v[0]):
                 m.d.sync += k.eq(kn)
             exp = m.submodules[f"exp_in{j}"] = Exp2Neg(uw)
-            m.d.comb += [exp.u.eq(((kn << ops.EXP_FRAC) - t)[:uw]), exp.en.eq(1)]
-            # K - K_prev >= 0; shifts of S beyond its width give 0.
+            m.d.comb += [exp.u.eq(Cat(f, Mux(use_c, 0, k_c))[:uw]), exp.en.eq(1)]
+            # S >> (K - K_prev), K - K_prev >= 0 (saturated one stage later: shifts of S beyond
+            # its width give 0).
             delta = Signal(kw + 1, name=f"delta{j}")
-            m.d.comb += delta.eq((kn - k)[:kw + 1])
-            sh = [Signal(range(sw + 1), name=f"shift{j}_{s_}") for s_ in stages]
-            kp = [Signal(signed(kw), name=f"K{j}_{s_}") for s_ in stages]
+            m.d.sync += delta.eq(Mux(use_c, c_k, 0)[:kw + 1])
+            sh = [Signal(range(sw + 1), name=f"shift{j}_{s_}") for s_ in stages[2:]]
+            kp = [Signal(signed(kw), name=f"K{j}_{s_}") for s_ in stages[1:]]
             m.d.sync += [sh[0].eq(Mux(delta > sw, sw, delta)), kp[0].eq(kn)]
             for regs in (sh, kp):
                 m.d.sync += [b.eq(a) for a, b in zip(regs, regs[1:])]
+            s = Signal(sw, name=f"S{j}")
             s_new = Signal(sw + 1, name=f"S_new{j}")
             m.d.comb += s_new.eq(Mux(a_first[-1], 0, s >> sh[-1]) + exp.result)
             with m.If(a_v[-1]):

@@ -152,3 +152,36 @@ def test_entry_and_difference_roms_match_the_tables(which):
     got_next = [t + d for t, d in words]
     _first_mismatch(got_t, table[:-1], f"{which} entries")
     _first_mismatch(got_next, table[1:], f"{which} entry + difference")
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_split_round_shift_and_saturate(bits):
+    """``round_saturate(shift_for_round(v, sh), bits)`` (the lanes' two-stage requantisation)
+    equals ``ops.saturate(ops.round_shift(v, sh), bits)`` for every 11-bit ``v`` and shift
+    1..7, so both saturation bounds and every rounding tie are crossed."""
+    from amaranth.hdl import Module, Signal, signed, unsigned
+    from amaranth.sim import Simulator
+
+    from rtl.units.arith import round_saturate, shift_for_round
+    m = Module()
+    v, sh = Signal(signed(11)), Signal(unsigned(3))
+    s, out = Signal(signed(11)), Signal(signed(bits))
+    m.d.comb += [s.eq(shift_for_round(v, sh)), out.eq(round_saturate(s, bits))]
+    values = np.arange(-1024, 1024)
+    got = {}
+
+    async def tb(ctx):
+        for shift in range(1, 8):
+            ctx.set(sh, shift)
+            row = []
+            for x in values:
+                ctx.set(v, int(x))
+                row.append(ctx.get(out))
+            got[shift] = row
+
+    sim = Simulator(m)
+    sim.add_testbench(tb)
+    sim.run()
+    for shift in range(1, 8):
+        want = ops.saturate(ops.round_shift(values, shift), bits)
+        _first_mismatch(got[shift], want, f"bits {bits}, shift {shift}")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from golden.quant import ops
-from rtl.units.softmax import Softmax
+from rtl.units.softmax import SOFTMAX_FILL_LATENCY, Softmax
 from tests.rtl.helpers import collect_beats, run
 
 I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
@@ -130,15 +130,15 @@ def test_back_pressure_and_input_gaps_two_lanes():
 
 @pytest.mark.parametrize("banks", [2, 3])
 def test_throughput_equal_rows(banks):
-    """Steady state: 2 L + 32 cycles per two rows with two banks (fill latency 4), L per row
-    with three."""
+    """Steady state: 2 L + 28 + SOFTMAX_FILL_LATENCY cycles per two rows with two banks, L per
+    row with three."""
     rng = np.random.default_rng(14)
     L, rows = 40, 7
     dut = Softmax(max_len=L, banks=banks)
     info = check(dut, [random_rows(rng, 1, L, 2.0) for _ in range(rows)])
     ends = [end for _, end in dut.schedule([L] * rows)]
     if banks == 2:
-        assert ends[-1] - ends[-3] == 2 * L + 32, ends
+        assert ends[-1] - ends[-3] == 2 * L + 28 + SOFTMAX_FILL_LATENCY, ends
     else:
         assert ends[-1] - ends[-2] == L and ends[-2] - ends[-3] == L, ends
     assert info["last"] == ends[-1]
