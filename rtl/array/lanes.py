@@ -7,14 +7,14 @@ reference (:mod:`golden.quant.ops`) bit for bit:
 =========  ===============================================================================
 stage      operation (``golden.quant.ops`` name)
 =========  ===============================================================================
-1          ``acc + bias[n]`` and ``× M[n]`` (``matmul`` bias, ``requantize``)
-2–3        ``round_shift(·, sh[n])`` (the variable shift, then the rounding increment) and
+1–2        ``acc + bias[n]``, then ``× M[n]`` (``matmul`` bias, ``requantize``)
+3–4        ``round_shift(·, sh[n])`` (the variable shift, then the rounding increment) and
            saturation to 8/16/32 bits (``requantize``)
-4–5        optional ``gelu_q10`` (one read of a table holding each entry and its difference
-           to the next, then the interpolation)
-6–8        optional second requantisation ``× M_act``, then ``round_shift`` (shift, then
+5–7        optional ``gelu_q10`` (one read of a table holding each entry and its difference
+           to the next, the difference times the fraction, then the interpolation)
+8–10       optional second requantisation ``× M_act``, then ``round_shift`` (shift, then
            increment) and ``sat8``
-9–10       optional ``residual_add`` (read-modify-write of the residual memory) or
+11–12      optional ``residual_add`` (read-modify-write of the residual memory) or
            ``moe_accumulate`` (``round_shift(y·p, 16)`` added to the token's accumulator row)
 =========  ===============================================================================
 
@@ -44,7 +44,7 @@ __all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", 
            "lane_in_layout", "lane_out_layout"]
 
 # Cycles from a row entering the lanes to its result on ``out`` (without back-pressure).
-VECTOR_LATENCY = 11
+VECTOR_LATENCY = 13
 
 
 class OutBits(enum.Enum, shape=2):
@@ -215,11 +215,12 @@ class VectorLanes(wiring.Component):
             m.d.sync += [p.acc1[j].eq(self.i.payload.acc[j]) for j in range(C)]
 
     def _requantise(self, m, p):
-        """Stage 1 → 2: bias and multiplier; 2 → 3: the variable shift; 3 → 4: round and
-        saturate."""
+        """Stage 1 → 2: bias (the constants word as it leaves the memory); 2 → 3: multiplier;
+        3 → 4: the variable shift; 4 → 5: round and saturate."""
         C, en, mode = self.cols, p.en, self.mode
         n_stages = VECTOR_LATENCY
-        prod2 = self._stage(signed(49), 2, "prod")
+        biased2 = self._stage(signed(33), 2, "biased")
+        mult2 = self._stage(unsigned(ops.MULT_BITS), 2, "mult")
         shift2 = self._stage(unsigned(6), 2, "shift")
         p.token = [Signal.like(p.queue_rd.data.token, name=f"token_s{s}")
                    for s in range(n_stages + 1)]
@@ -227,90 +228,104 @@ class VectorLanes(wiring.Component):
         with m.If(en):
             for j in range(C):
                 k = p.const_rd.data[j]
-                m.d.sync += [prod2[j].eq((p.acc1[j] + k.bias) * k.mult), shift2[j].eq(k.shift)]
+                m.d.sync += [biased2[j].eq(p.acc1[j] + k.bias), mult2[j].eq(k.mult),
+                             shift2[j].eq(k.shift)]
             m.d.sync += [p.token[2].eq(p.queue_rd.data.token), p.prob[2].eq(p.queue_rd.data.prob)]
             for s in range(2, n_stages):
                 m.d.sync += [p.token[s + 1].eq(p.token[s]), p.prob[s + 1].eq(p.prob[s])]
-        shifted3 = self._stage(signed(49), 3, "shifted")
+        prod3 = self._stage(signed(49), 3, "prod")
+        shift3 = self._stage(unsigned(6), 3, "shift")
         with m.If(en):
-            m.d.sync += [shifted3[j].eq(shift_for_round(prod2[j], shift2[j])) for j in range(C)]
-        p.y4 = self._stage(signed(32), 4, "y")
+            m.d.sync += [prod3[j].eq(biased2[j] * mult2[j]) for j in range(C)]
+            m.d.sync += [shift3[j].eq(shift2[j]) for j in range(C)]
+        shifted4 = self._stage(signed(49), 4, "shifted")
+        with m.If(en):
+            m.d.sync += [shifted4[j].eq(shift_for_round(prod3[j], shift3[j])) for j in range(C)]
+        p.y5 = self._stage(signed(32), 5, "y")
         with m.If(en):
             for j in range(C):
                 with m.Switch(mode.out_bits):
                     with m.Case(OutBits.INT8):
-                        m.d.sync += p.y4[j].eq(round_saturate(shifted3[j], 8))
+                        m.d.sync += p.y5[j].eq(round_saturate(shifted4[j], 8))
                     with m.Case(OutBits.INT16):
-                        m.d.sync += p.y4[j].eq(round_saturate(shifted3[j], 16))
+                        m.d.sync += p.y5[j].eq(round_saturate(shifted4[j], 16))
                     with m.Default():
-                        m.d.sync += p.y4[j].eq(round_saturate(shifted3[j], 32))
+                        m.d.sync += p.y5[j].eq(round_saturate(shifted4[j], 32))
 
     def _gelu(self, m, p):
-        """Stage 4 → 5: GELU table read (an entry and its difference to the next) for int16
-        Q10 inputs; 5 → 6: interpolate, choose GELU or pass-through; 6 → 7: second multiplier;
-        7 → 8: its variable shift; 8 → 9: round and saturate to int8 (GELU) or pass-through."""
-        C, en, mode, y4 = self.cols, p.en, self.mode, p.y4
+        """Stage 5 → 6: GELU table read (an entry and its difference to the next) for int16
+        Q10 inputs; 6 → 7: the difference times the fraction; 7 → 8: interpolate, choose GELU
+        or pass-through; 8 → 9: second multiplier; 9 → 10: its variable shift; 10 → 11: round
+        and saturate to int8 (GELU) or pass-through."""
+        C, en, mode, y5 = self.cols, p.en, self.mode, p.y5
         lo = -ops.GELU_RANGE << ops.GELU_FRAC
         hi = ops.GELU_RANGE << ops.GELU_FRAC
         frac_bits = ops.GELU_FRAC - ops.GELU_STEP_BITS
-        x5 = self._stage(signed(32), 5, "x")
-        f5 = self._stage(unsigned(frac_bits), 5, "f")
+        x6 = self._stage(signed(32), 6, "x")
+        f6 = self._stage(unsigned(frac_bits), 6, "f")
         tables = []
         for j in range(C):
             rd = self.gelu_tables[j].read_port(transparent_for=())
             u = Signal(range(hi - lo), name=f"gelu_u_{j}")
-            m.d.comb += u.eq(Mux(y4[j] < lo, 0, Mux(y4[j] >= hi, hi - lo - 1, y4[j] - lo)))
+            m.d.comb += u.eq(Mux(y5[j] < lo, 0, Mux(y5[j] >= hi, hi - lo - 1, y5[j] - lo)))
             m.d.comb += [rd.addr.eq(u >> frac_bits), rd.en.eq(en)]
             with m.If(en):
-                m.d.sync += [x5[j].eq(y4[j]), f5[j].eq(u[:frac_bits])]
+                m.d.sync += [x6[j].eq(y5[j]), f6[j].eq(u[:frac_bits])]
             tables.append(rd.data)
-        y6 = self._stage(signed(32), 6, "y")
-        g6 = self._stage(signed(22), 6, "gelu")
-        with m.If(en):
-            for j in range(C):
-                entry = tables[j]
-                inner = Signal(signed(21), name=f"gelu_inner_{j}")
-                m.d.comb += inner.eq(entry.t + round_shift(entry.d * f5[j], frac_bits))
-                m.d.sync += [y6[j].eq(x5[j]), g6[j].eq(
-                    Mux(x5[j] < lo, 0,
-                        Mux(x5[j] >= hi, x5[j] << (ops.GELU_OUT_FRAC - ops.GELU_FRAC), inner)))]
+        # The table word is used as it leaves the block RAM: only the product of its difference.
         y7 = self._stage(signed(32), 7, "y")
-        prod7 = self._stage(signed(40), 7, "act_prod")
+        t7 = self._stage(signed(20), 7, "gelu_t")
+        dprod7 = self._stage(signed(len(tables[0].d) + frac_bits + 1), 7, "gelu_dprod")
         with m.If(en):
             for j in range(C):
-                m.d.sync += [y7[j].eq(y6[j]), prod7[j].eq(g6[j] * mode.act_mult)]
+                m.d.sync += [y7[j].eq(x6[j]), t7[j].eq(tables[j].t),
+                             dprod7[j].eq(tables[j].d * f6[j])]
         y8 = self._stage(signed(32), 8, "y")
-        shifted8 = self._stage(signed(40), 8, "act_shifted")
+        g8 = self._stage(signed(22), 8, "gelu")
         with m.If(en):
             for j in range(C):
-                m.d.sync += [y8[j].eq(y7[j]),
-                             shifted8[j].eq(shift_for_round(prod7[j], mode.act_shift))]
-        p.y9 = self._stage(signed(32), 9, "y")
+                inner = Signal(signed(21), name=f"gelu_inner_{j}")
+                m.d.comb += inner.eq(t7[j] + round_shift(dprod7[j], frac_bits))
+                m.d.sync += [y8[j].eq(y7[j]), g8[j].eq(
+                    Mux(y7[j] < lo, 0,
+                        Mux(y7[j] >= hi, y7[j] << (ops.GELU_OUT_FRAC - ops.GELU_FRAC), inner)))]
+        y9 = self._stage(signed(32), 9, "y")
+        prod9 = self._stage(signed(40), 9, "act_prod")
         with m.If(en):
             for j in range(C):
-                m.d.sync += p.y9[j].eq(Mux(mode.gelu, round_saturate(shifted8[j], 8), y8[j]))
+                m.d.sync += [y9[j].eq(y8[j]), prod9[j].eq(g8[j] * mode.act_mult)]
+        y10 = self._stage(signed(32), 10, "y")
+        shifted10 = self._stage(signed(40), 10, "act_shifted")
+        with m.If(en):
+            for j in range(C):
+                m.d.sync += [y10[j].eq(y9[j]),
+                             shifted10[j].eq(shift_for_round(prod9[j], mode.act_shift))]
+        p.y11 = self._stage(signed(32), 11, "y")
+        with m.If(en):
+            for j in range(C):
+                m.d.sync += p.y11[j].eq(Mux(mode.gelu, round_saturate(shifted10[j], 8), y10[j]))
 
     def _state_update(self, m, p):
-        """Stage 9 → 10: read the residual / accumulator row, weight by the gate probability;
-        10 → 11: update, write back, emit."""
+        """Stage 11 → 12: read the residual / accumulator row, weight by the gate probability;
+        12 → 13: update, write back, emit."""
         C, en, mode = self.cols, p.en, self.mode
         res_wr = self.residual.write_port()
         acc_wr = self.moe_acc.write_port()
         res_rd = self.residual.read_port(transparent_for=(res_wr,))
         acc_rd = self.moe_acc.read_port(transparent_for=(acc_wr,))
-        addr9 = Signal(len(res_rd.addr))
-        m.d.comb += addr9.eq(Cat(p.row_tn[9][:self.tn_bits],
-                                 Mux(mode.scatter, p.token[9], p.row_m[9])))
-        m.d.comb += [res_rd.addr.eq(addr9), acc_rd.addr.eq(addr9),
+        addr11 = Signal(len(res_rd.addr))
+        m.d.comb += addr11.eq(Cat(p.row_tn[11][:self.tn_bits],
+                                  Mux(mode.scatter, p.token[11], p.row_m[11])))
+        m.d.comb += [res_rd.addr.eq(addr11), acc_rd.addr.eq(addr11),
                      res_rd.en.eq(en), acc_rd.en.eq(en)]
-        y10 = self._stage(signed(32), 10, "y")
-        contrib10 = self._stage(signed(33), 10, "contrib")
-        addr10 = Signal.like(addr9)
+        y12 = self._stage(signed(32), 12, "y")
+        contrib12 = self._stage(signed(33), 12, "contrib")
+        addr12 = Signal.like(addr11)
         with m.If(en):
-            m.d.sync += addr10.eq(addr9)
+            m.d.sync += addr12.eq(addr11)
             for j in range(C):
-                m.d.sync += [y10[j].eq(p.y9[j]),
-                             contrib10[j].eq(round_shift(p.y9[j] * p.prob[9], 16))]
+                m.d.sync += [y12[j].eq(p.y11[j]),
+                             contrib12[j].eq(round_shift(p.y11[j] * p.prob[11], 16))]
         values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
         aux = mode.aux
         zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
@@ -320,26 +335,26 @@ class VectorLanes(wiring.Component):
             with m.Elif(aux == Aux.ACC_COMMIT):
                 m.d.comb += values[j].eq(saturate(res_rd.data[j] + acc_rd.data[j], 16))
             with m.Elif(mode.residual):
-                m.d.comb += values[j].eq(saturate(res_rd.data[j] + y10[j], 16))
+                m.d.comb += values[j].eq(saturate(res_rd.data[j] + y12[j], 16))
             with m.Elif(mode.scatter):
-                m.d.comb += values[j].eq(acc_rd.data[j] + contrib10[j])
+                m.d.comb += values[j].eq(acc_rd.data[j] + contrib12[j])
             with m.Else():
-                m.d.comb += values[j].eq(y10[j])
+                m.d.comb += values[j].eq(y12[j])
             m.d.comb += [res_wr.data[j].eq(values[j]),
                          acc_wr.data[j].eq(Mux(zero_acc, 0, values[j]))]
         res_write = mode.residual | (aux == Aux.RES_SET) | (aux == Aux.ACC_COMMIT)
         acc_write = mode.scatter | zero_acc
         valid = p.valid
         m.d.comb += [
-            res_wr.addr.eq(addr10), acc_wr.addr.eq(addr10),
-            res_wr.en.eq(Mux(en & valid[10] & res_write, -1, 0)),
-            acc_wr.en.eq(Mux(en & valid[10] & acc_write, -1, 0)),
+            res_wr.addr.eq(addr12), acc_wr.addr.eq(addr12),
+            res_wr.en.eq(Mux(en & valid[12] & res_write, -1, 0)),
+            acc_wr.en.eq(Mux(en & valid[12] & acc_write, -1, 0)),
         ]
         pipe = Signal.like(self.out.payload, name="pipe_out")
         with m.If(en):
             m.d.sync += [pipe.values[j].eq(values[j]) for j in range(C)]
-            m.d.sync += pipe.m.eq(Mux(mode.scatter, p.token[10], p.row_m[10]))
-            m.d.sync += pipe.tn.eq(p.row_tn[10])
+            m.d.sync += pipe.m.eq(Mux(mode.scatter, p.token[12], p.row_m[12]))
+            m.d.sync += pipe.tn.eq(p.row_tn[12])
         self._output_buffer(m, p, pipe, valid[VECTOR_LATENCY])
         m.d.comb += self.busy.eq(Cat(valid[1:]).any() | p.skid_full)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl.array.pe import ProcessingElement
+from rtl.array.pe import PE_LATENCY, ProcessingElement
 
 __all__ = ["Mesh"]
 
@@ -17,9 +17,9 @@ class Mesh(wiring.Component):
     Row ``i`` receives operand ``a`` (with the step flags) at its left edge, column ``j`` operand
     ``b`` at its top edge; inputs must already be skewed (row ``i`` ``i`` cycles late, column ``j``
     ``j`` cycles late) so that PE(i, j) sees step ``k`` of a tile at cycle ``t0 + k + i + j``.
-    It finishes its sum one cycle after that for ``k = K-1``: row ``i`` is complete ``C - 1``
-    cycles after PE(i, 0), and ``row0_done`` pulses in the first cycle row 0 is complete; row
-    ``i`` is complete ``i`` cycles later.
+    It finishes its sum ``PE_LATENCY`` cycles after that for ``k = K-1``: row ``i`` is complete
+    ``C - 1`` cycles after PE(i, 0), and ``row0_done`` pulses in the first cycle row 0 is
+    complete; row ``i`` is complete ``i`` cycles later.
 
     Parameters
     ----------
@@ -75,6 +75,14 @@ class Mesh(wiring.Component):
                 else:
                     m.d.comb += pe.b_in.eq(pes[i - 1][j].b_out)
                 m.d.comb += self.results[i][j].eq(pe.result)
+        # The corner's flags leave it one cycle after its last step; its sum is complete
+        # PE_LATENCY cycles after that step.
         corner = pes[0][self.cols - 1]
-        m.d.comb += self.row0_done.eq(corner.valid_out & corner.last_out)
+        done = corner.valid_out & corner.last_out
+        for d in range(PE_LATENCY - 1):
+            nxt = Signal(name=f"row0_done_d{d}")
+            with m.If(self.en):
+                m.d.sync += nxt.eq(done)
+            done = nxt
+        m.d.comb += self.row0_done.eq(done)
         return m

@@ -6,7 +6,10 @@ from amaranth.hdl import Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ProcessingElement"]
+__all__ = ["ProcessingElement", "PE_LATENCY"]
+
+#: Cycles from a step's operands at the PE's inputs to its sum in ``result`` (on ``last``).
+PE_LATENCY = 2
 
 
 class ProcessingElement(wiring.Component):
@@ -16,7 +19,10 @@ class ProcessingElement(wiring.Component):
     right one cycle later; operand ``b`` enters from above and leaves below. On a ``valid`` step
     the cell accumulates ``a·b`` (starting afresh on ``first``); on ``last`` it also copies the
     finished sum into ``result``, which stays stable while the next tile accumulates — this is
-    what lets tiles run back to back. Nothing changes while ``en`` is low (array-wide stall).
+    what lets tiles run back to back. The product is registered before it is added
+    (:data:`PE_LATENCY` = 2 cycles from a step's operands to the sum holding it: a DSP48E2 with
+    its multiplier register, the accumulator beside it). Nothing changes while ``en`` is low
+    (array-wide stall).
 
     Parameters
     ----------
@@ -52,16 +58,18 @@ class ProcessingElement(wiring.Component):
         from amaranth.hdl import Module
         m = Module()
         acc = Signal(signed(self.acc_width))
+        prod = Signal(signed(len(self.a_in) + len(self.b_in)))
         total = Signal(signed(self.acc_width))
-        m.d.comb += total.eq(Mux(self.first_in, 0, acc) + self.a_in * self.b_in)
+        # The flags of the registered product are the registered copies passed on (a_out's).
+        m.d.comb += total.eq(Mux(self.first_out, 0, acc) + prod)
         with m.If(self.en):
             m.d.sync += [
                 self.a_out.eq(self.a_in), self.b_out.eq(self.b_in),
                 self.valid_out.eq(self.valid_in), self.first_out.eq(self.first_in),
-                self.last_out.eq(self.last_in),
+                self.last_out.eq(self.last_in), prod.eq(self.a_in * self.b_in),
             ]
-            with m.If(self.valid_in):
+            with m.If(self.valid_out):
                 m.d.sync += acc.eq(total)
-                with m.If(self.last_in):
+                with m.If(self.last_out):
                     m.d.sync += self.result.eq(total)
         return m

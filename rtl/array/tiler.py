@@ -12,8 +12,10 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from rtl.array.mesh import Mesh
+from rtl.array.pe import PE_LATENCY
 
-__all__ = ["TiledMatmul", "command_layout", "a_pitch", "acc_row_layout", "matmul_cycles", "tile_period"]
+__all__ = ["TiledMatmul", "command_layout", "a_pitch", "acc_row_layout", "matmul_cycles", "tile_period",
+           "OPERAND_STAGES"]
 
 
 def tile_period(k: int, rows: int, cols: int) -> int:
@@ -22,14 +24,20 @@ def tile_period(k: int, rows: int, cols: int) -> int:
     return max(k, rows, cols)
 
 
+#: Registers between the operand memories' read data and the array's edge (the block RAMs'
+#: outputs reach the first PE's multiplier over a flip-flop).
+OPERAND_STAGES = 1
+
+
 def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int,
                   a_ready: list[int] | None = None) -> int:
     """Cycles from accepting a command up to the transfer of its last result row, without
     output back-pressure (each stalled cycle adds exactly one).
 
     Tiles start every :func:`tile_period` cycles from cycle 1; the last tile's step K-1 reaches
-    PE(0, C-1) ``K + C`` cycles after that tile started (memory read, column skew), row 0 is
-    read one cycle later and its last emitted row ``(M-1) mod R`` that many cycles after row 0.
+    PE(0, C-1) ``K + C + OPERAND_STAGES`` cycles after that tile started (memory read, operand
+    register, column skew), row 0 is read ``PE_LATENCY`` cycles later and its last emitted row
+    ``(M-1) mod R`` that many cycles after row 0.
     With ``a_ready`` (``a_gated``: the cycle, counted from the command's acceptance, from which
     ``a_rows`` covers row tile ``tm``, per row tile) a row tile's first tile starts no earlier
     than that; a stalled cycle while a row tile waits may then cost nothing.
@@ -40,7 +48,7 @@ def matmul_cycles(m: int, k: int, n: int, rows: int, cols: int,
     for tm in range(tiles_m):
         start = max(start + period, a_ready[tm] if a_ready else 0)
         start += (tiles_n - 1) * period
-    return start + k + cols + (m - 1) % rows
+    return start + k + cols + OPERAND_STAGES + PE_LATENCY - 1 + (m - 1) % rows
 
 
 def command_layout(max_m: int, max_k: int, max_n: int, b_depth: int = 1) -> data.StructLayout:
@@ -230,10 +238,11 @@ class TiledMatmul(wiring.Component):
         p.state = Signal(_State)
         m.d.comb += self.cmd.ready.eq(p.state == _State.IDLE)
         p.feeding = Signal()             # running and the row tile's A rows are in
-        need = Signal(range(p.n_tiles_m * R + 1))
+        # The rows the current row tile needs, min(m_base + R, m): a register, set with m_base
+        # (the command, each next row tile), so only a compare lies before ``feeding``.
+        p.need = Signal(range(p.n_tiles_m * R + 1))
         p.m_base_wide = Signal(range(p.n_tiles_m * R + 1))
-        m.d.comb += need.eq(Mux(p.m_base_wide + R > p.m_len, p.m_len, p.m_base_wide + R))
-        a_ready = ~self.a_gated | (self.a_rows >= need)
+        a_ready = ~self.a_gated | (self.a_rows >= p.need)
         m.d.comb += [p.feeding.eq((p.state == _State.RUN) & a_ready),
                      self.a_wait.eq((p.state == _State.RUN) & ~a_ready)]
 
@@ -299,15 +308,17 @@ class TiledMatmul(wiring.Component):
                 cur = nxt
             return cur
 
+        # OPERAND_STAGES registers behind the operand memories, then the skew.
+        s = OPERAND_STAGES
         for i in range(self.rows):
             m.d.comb += [
-                mesh.a[i].eq(delayed(p.a_vals[i], i, f"a{i}")),
-                mesh.valid[i].eq(delayed(p.valid_q, i, f"v{i}")),
-                mesh.first[i].eq(delayed(p.first_q, i, f"f{i}")),
-                mesh.last[i].eq(delayed(p.last_q, i, f"l{i}")),
+                mesh.a[i].eq(delayed(p.a_vals[i], i + s, f"a{i}")),
+                mesh.valid[i].eq(delayed(p.valid_q, i + s, f"v{i}")),
+                mesh.first[i].eq(delayed(p.first_q, i + s, f"f{i}")),
+                mesh.last[i].eq(delayed(p.last_q, i + s, f"l{i}")),
             ]
         for j in range(self.cols):
-            m.d.comb += mesh.b[j].eq(delayed(p.b_reads[j].data, j, f"b{j}"))
+            m.d.comb += mesh.b[j].eq(delayed(p.b_reads[j].data, j + s, f"b{j}"))
 
     def _feeder(self, m, p):
         """Tile bookkeeping for the drain, and the feeder FSM: K steps per tile, tiles row-tile
@@ -332,6 +343,7 @@ class TiledMatmul(wiring.Component):
                         p.b_offset.eq(cmd.b_offset),
                         p.tm.eq(0), p.tn.eq(0), p.step.eq(0), p.a_base.eq(0),
                         p.b_base.eq(cmd.b_offset), p.m_base_wide.eq(0),
+                        p.need.eq(Mux(cmd.m > R, R, cmd.m)),
                     ]
                     with m.If((cmd.m != 0) & (cmd.n != 0) & (cmd.k != 0)):
                         m.d.sync += p.state.eq(_State.RUN)
@@ -347,7 +359,9 @@ class TiledMatmul(wiring.Component):
                             m.d.sync += [p.tn.eq(0), p.b_base.eq(p.b_offset)]
                             with m.If(p.tm + 1 < p.tiles_m):
                                 m.d.sync += [p.tm.eq(p.tm + 1), p.a_base.eq(p.a_base + p.pitch),
-                                             p.m_base_wide.eq(p.m_base_wide + R)]
+                                             p.m_base_wide.eq(p.m_base_wide + R),
+                                             p.need.eq(Mux(p.m_base_wide + 2 * R > p.m_len,
+                                                           p.m_len, p.m_base_wide + 2 * R))]
                             with m.Else():
                                 m.d.sync += p.state.eq(_State.IDLE)
 

@@ -169,7 +169,8 @@ class Compute(wiring.Component):
         m.d.comb += [
             self.lanes.mode.eq(d.mode), self.busy.eq(d.busy),
             d.tiler_busy.eq(self.tiler.busy), d.tiler_out_valid.eq(self.tiler.out.valid),
-            d.lanes_busy.eq(self.lanes.busy), d.lanes_in_valid.eq(self.lanes.i.valid),
+            d.lanes_busy.eq(self.lanes.busy | self.engines["act_sink"].busy),
+            d.lanes_in_valid.eq(self.lanes.i.valid),
             d.loader_busy.eq(self.loader_busy),
             self.act.rd_sel.eq(d.act_rd_sel), self.act.wr_sel.eq(d.act_wr_sel),
             self.matmul_busy.eq(self.tiler.busy),

@@ -135,14 +135,20 @@ class Dispatcher(wiring.Component):
         sink = Signal(Sink, init=Sink.NONE)
         mode = Signal.like(self.mode)
         lsrc = Signal(LanesSource)
+        # ACT's port selectors: registered with the command (decoded from the incoming opcode),
+        # so no decode lies in front of ACT's address multiplexers.
+        rd_sel = Signal(ActReader, init=ActReader.ALOADER)
+        wr_sel = Signal(ActWriter, init=ActWriter.SINK)
         m.d.comb += [self.cmd.ready.eq(state == Phase.IDLE), self.mode.eq(mode),
                      self.lanes_src.eq(lsrc), self.m_offset.eq(mm.m_offset), self.sink.eq(sink),
-                     self.act_rd_sel.eq(Mux(op == Op.BLOAD, ActReader.BMOVER, ActReader.ALOADER)),
-                     self.act_wr_sel.eq(Mux(op == Op.LOAD, ActWriter.LOADER,
-                                            Mux((op == Op.LAYERNORM) | (op == Op.SOFTMAX),
-                                                ActWriter.PACKER, ActWriter.SINK)))]
+                     self.act_rd_sel.eq(rd_sel), self.act_wr_sel.eq(wr_sel)]
         with m.If(self.cmd.valid & (state == Phase.IDLE)):
-            m.d.sync += [cmd.eq(self.cmd.payload), state.eq(Phase.DECODE)]
+            new_op = self.cmd.payload.instr.op
+            m.d.sync += [cmd.eq(self.cmd.payload), state.eq(Phase.DECODE),
+                         rd_sel.eq(Mux(new_op == Op.BLOAD, ActReader.BMOVER, ActReader.ALOADER)),
+                         wr_sel.eq(Mux(new_op == Op.LOAD, ActWriter.LOADER,
+                                       Mux((new_op == Op.LAYERNORM) | (new_op == Op.SOFTMAX),
+                                           ActWriter.PACKER, ActWriter.SINK)))]
         go = Signal(name="store_go")
         store = (go, Signal.like(self.store.payload.length, name="store_length"),
                  Signal.like(self.store.payload.beats, name="store_beats"))

@@ -4,7 +4,7 @@ at a time; ``tests/rtl/datapath/test_compute.py`` asserts each against the RTL).
 Every instruction pays :data:`ACCEPT_CYCLES` = 2 cycles from its acceptance to its first phase
 (the dispatcher latches the command, then decodes it from that register: DECODE) and one to
 see its last effect drained; in between (``C`` = array columns, ``R`` = rows,
-``VECTOR_LATENCY`` = 8):
+``VECTOR_LATENCY`` from :mod:`rtl.array.lanes`):
 
 * MATMUL: one cycle to issue the array's command and the A-operand copy from ACT into the
   array's banks (:func:`rtl.datapath.a_loader.a_load_cycles`: 2 + rows × ceil(K / C) ×
@@ -27,9 +27,11 @@ from __future__ import annotations
 import math
 
 from rtl.array.lanes import VECTOR_LATENCY
-from rtl.array.tiler import matmul_cycles
+from rtl.array.pe import PE_LATENCY
+from rtl.array.tiler import OPERAND_STAGES, matmul_cycles
 from rtl.config import AccelConfig
 from rtl.datapath.a_loader import a_load_cycles
+from rtl.datapath.act_sink import ACT_SINK_LATENCY
 from rtl.datapath.b_mover import b_move_cycles
 from rtl.datapath.row_gen import row_gen_cycles
 from rtl.datapath.score_feeder import feed_groups
@@ -51,11 +53,15 @@ def a_ready_cycles(cfg: AccelConfig, m: int, k: int, gather: bool = False) -> li
             for tm in range(math.ceil(m / R))]
 
 
-def matmul_instr_cycles(cfg: AccelConfig, m: int, k: int, n: int, gather: bool = False) -> int:
-    """MATMUL into ACT, SCORE or only the lanes' state (no back-pressure): the tiler's command
-    in the first phase after acceptance, each row tile as soon as its A rows are in."""
+def matmul_instr_cycles(cfg: AccelConfig, m: int, k: int, n: int, gather: bool = False,
+                        to_act: bool = False) -> int:
+    """MATMUL into ACT (``to_act``), SCORE or only the lanes' state (no back-pressure): the
+    tiler's command in the first phase after acceptance, each row tile as soon as its A rows
+    are in; into ACT the last row's write lands :data:`~rtl.datapath.act_sink.ACT_SINK_LATENCY`
+    cycles after it left the lanes."""
     return (ACCEPT_CYCLES + 1 + matmul_cycles(m, k, n, cfg.array_rows, cfg.array_cols,
-                              a_ready_cycles(cfg, m, k, gather)) + VECTOR_LATENCY)
+                              a_ready_cycles(cfg, m, k, gather)) + VECTOR_LATENCY
+            + (ACT_SINK_LATENCY if to_act else 0))
 
 
 def a_wait_cycles(cfg: AccelConfig, m: int, k: int, n: int, gather: bool = False) -> int:
@@ -78,10 +84,12 @@ def store_matmul_bounds(cfg: AccelConfig, m: int, k: int, n: int, w_stalls: int,
 
 def router_matmul_cycles(cfg: AccelConfig, m: int, k: int, router) -> int:
     """MATMUL of the gate logits into the router: the first row reaches it once the first row
-    tile's A rows are in and the array's first row (``k + C + 1``) and the lanes are through,
+    tile's A rows are in and the array's first row (``k + C + OPERAND_STAGES + PE_LATENCY``)
+    and the lanes are through,
     then the router sets the pace."""
     first = max(1, a_ready_cycles(cfg, m, k)[0])
-    return ACCEPT_CYCLES - 1 + first + k + cfg.array_cols + 1 + VECTOR_LATENCY + router.frame_cycles(m)
+    return (ACCEPT_CYCLES - 1 + first + k + cfg.array_cols + OPERAND_STAGES + PE_LATENCY
+            + VECTOR_LATENCY + router.frame_cycles(m))
 
 
 def bload_cycles(cfg: AccelConfig, rows: int, words: int, transpose: bool) -> int:
@@ -110,3 +118,44 @@ def softmax_cycles(cfg: AccelConfig, softmax, rows: int, length: int) -> int:
              for _, last in softmax.schedule([length] * feed_groups(cfg, rows))
              for k in range(length)]
     return ACCEPT_CYCLES + 1 + last_write_cycle(cfg, rows, length, beats) + 1
+
+
+def formula_block() -> str:
+    """The formulas above as the Markdown code block of ``docs/engine.md`` (generated from this
+    module's constants, so the docs cannot drift: ``python -m rtl.datapath.timing``)."""
+    a, v, f = ACCEPT_CYCLES, VECTOR_LATENCY, OPERAND_STAGES + PE_LATENCY - 1
+    lines = [
+        "```",
+        f"MATMUL (SCORE, lanes only)       {a + 1} + matmul_cycles(m, k, n, ready) + {v}",
+        f"  matmul_cycles = s_last + k + C + {f} + (m − 1) mod R, tiles started every P cycles "
+        "from cycle 1,",
+        "                  row tile tm's first no earlier than ready_tm = A(min(m, (tm+1)·R), k);",
+        f"                  with every row in at once: (tiles − 1)·P + k + C + {f + 1} + "
+        "(m − 1) mod R",
+        f"MATMUL → ACT                     the SCORE formula + {ACT_SINK_LATENCY} (the ACT "
+        "sink's address stages)",
+        f"MATMUL → ROUTER                  {a - 1} + max(1, ready_0) + k + C + "
+        f"{OPERAND_STAGES + PE_LATENCY} + {v} + Router.frame_cycles(m)",
+        "MATMUL → DDR                     the SCORE formula + write-response latency + the "
+        "cycles the",
+        "                                 store FIFO was full + the rows still in it at the end",
+        "                                 (bounded: store_matmul_bounds)",
+        f"BLOAD                            b_move_cycles + {a} (values: 2·rows·words;",
+        "                                 keys: words · Σ_blocks (tokens + 2 + C))",
+        f"LANES                            rows · row_words + {v} + {a}",
+        f"LAYERNORM                        {a} + {v} + LayerNorm.schedule(rows × "
+        "C·row_words/ln_lanes)[-1] + 1",
+        f"SOFTMAX                          {a + 2} + the transposing packer's last write, from",
+        "                                 Softmax.schedule(ceil(rows / L) groups × length)",
+        "                                 (L = softmax_lanes; blocks of ≤ C keys written out "
+        "one query's",
+        "                                 word a cycle after their last beat or the previous "
+        "block's)",
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+    sys.stdout.write(formula_block())

@@ -27,8 +27,8 @@ __all__ = ["Softmax", "softmax_schedule", "SOFTMAX_FILL_LATENCY", "SOFTMAX_OUT_L
 # register, the exp2 pipeline, then the bank's state register.
 SOFTMAX_FILL_LATENCY = Exp2Neg.LATENCY + 2
 # Cycles from the emit pass's start (its load cycle) to the first probability on ``o``: the row
-# read, the exp2 pipeline, the product register and the load cycle itself.
-SOFTMAX_OUT_LATENCY = Exp2Neg.LATENCY + 3
+# read and its register, the exp2 pipeline, the product register and the load cycle itself.
+SOFTMAX_OUT_LATENCY = Exp2Neg.LATENCY + 4
 # Reciprocal quotient width: S >= 2**15, so floor(2**40 / S) <= 2**25.
 RECIP_BITS = ops.SOFTMAX_RECIP_BITS - ops.EXP_FRAC + 2
 
@@ -37,12 +37,12 @@ def softmax_schedule(lengths: list[int], banks: int = 3,
                      recip_cycles: int = RECIP_BITS + 1, spans: list[int] | None = None,
                      gap: int = 0) -> list[tuple[int, int]]:
     """The unit's cycle formula: :func:`rtl.units.arith.banked_row_schedule` with fill latency 5,
-    ``recip_cycles`` (27) for the reciprocal and output latency 6 (both follow
+    ``recip_cycles`` (27) for the reciprocal and output latency 7 (both follow
     ``Exp2Neg.LATENCY`` = 3).
 
     For rows ``r`` of ``L_r`` scores offered back to back (input always valid, output always
     ready), first score accepted in cycle 0, it returns per row the cycle of its first accepted
-    score and of its last probability on ``o``. One row alone takes ``2 L + 38`` cycles from
+    score and of its last probability on ``o``. One row alone takes ``2 L + 39`` cycles from
     first score to last probability. In steady state with equal rows the average period is
     ``max(L, recip_cycles + 1, (2 L + 33) / banks)`` cycles per row (per lane): ``L + 16.5``
     with 2 banks, ``L`` (one score per cycle per lane) with 3 banks once ``L >= 33``.
@@ -233,7 +233,7 @@ class Softmax(wiring.Component):
         b_row_r = [Signal(RECIP_BITS, name=f"emit_R{j}") for j in range(NL)]
         rd = self.rows.read_port(transparent_for=())
         m.d.comb += [rd.addr.eq(ring.read_addr()), rd.en.eq(advance)]
-        e_stages = range(1, LAT + 2)        # the row read, then the exp2 pipeline
+        e_stages = range(1, LAT + 3)        # the row read, its register, the exp2 pipeline
         e_v = [Signal(name=f"e_valid{s}") for s in e_stages]
         e_last = [Signal(name=f"e_last{s}") for s in e_stages]
         with m.If(advance):
@@ -248,11 +248,14 @@ class Softmax(wiring.Component):
             m.d.sync += [b_row_k[j].eq(b_k[ring.cand][j]) for j in range(NL)]
             m.d.sync += [b_row_r[j].eq(b_r[ring.cand][j]) for j in range(NL)]
         for j in range(NL):
-            kr = [Signal(signed(kw), name=f"e_K{j}_1")]
+            kr = [Signal(signed(kw), name=f"e_K{j}_{s}") for s in (1, 2)]
             rr = [Signal(RECIP_BITS, name=f"e_R{j}_{s}") for s in e_stages]
+            score = Signal.like(rd.data[j], name=f"e_score{j}")   # the block RAM's word, registered
             exp = m.submodules[f"exp_out{j}"] = Exp2Neg(uw)
-            m.d.comb += [exp.u.eq(((kr[0] << ops.EXP_FRAC) - rd.data[j])[:uw]),
+            m.d.comb += [exp.u.eq(((kr[1] << ops.EXP_FRAC) - score)[:uw]),
                          exp.en.eq(advance)]
+            with m.If(advance):
+                m.d.sync += [score.eq(rd.data[j]), kr[1].eq(kr[0])]
             prod = Signal(ops.EXP_FRAC + 1 + RECIP_BITS, name=f"prod{j}")
             m.d.comb += prod.eq(exp.result * rr[-1])
             with m.If(advance):

@@ -59,7 +59,7 @@ def _matmul(rig, m, k, n, out_bits, dest, **fields):
 def _assert_act_result(rig, m, k, n, cycles, want, what):
     """The m×n result at ACT row 300 equals ``want`` and took the matmul formula's cycles."""
     _assert_equal(rig.act_rows(300, m, n, stride=math.ceil(n / rig.cfg.array_cols)), want, what)
-    assert cycles == timing.matmul_instr_cycles(rig.cfg, m, k, n)
+    assert cycles == timing.matmul_instr_cycles(rig.cfg, m, k, n, to_act=True)
 
 
 @pytest.mark.parametrize("m, k, n, a_signed", [(5, 8, 8, True), (9, 13, 5, False),
@@ -178,7 +178,8 @@ def test_router_then_one_expert_gather_and_scatter(rig):
                        out_bits=OutBits.INT8.value, dest=OutDest.ACT, d_addr=500, d_stride=1)
     h = ops.requantize(ops.matmul(x[q], w1.T), [1 << 14] * hidden, [10] * hidden, 8)
     _assert_equal(rig.act_rows(500, len(q), hidden, stride=1), h, "gathered fc1 rows")
-    assert cycles == timing.matmul_instr_cycles(cfg, len(q), k, hidden, gather=True)
+    assert cycles == timing.matmul_instr_cycles(cfg, len(q), k, hidden, gather=True,
+                                                to_act=True)
     w2 = rng.integers(-128, 128, (k, hidden))
     rig.load_b(128, w2)
     rig.load_const(16, [0] * k, [1 << 14] * k, [6] * k)

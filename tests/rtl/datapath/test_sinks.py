@@ -9,13 +9,13 @@ import pytest
 from amaranth.hdl import Fragment
 
 from rtl.config import NANO, SMALL_TEST
-from rtl.datapath.act_sink import ActSink, act_sink_layout
+from rtl.datapath.act_sink import ACT_SINK_LATENCY, ActSink, act_sink_layout
 from rtl.datapath.ln_sink import LnSink, ln_sink_layout
 from rtl.datapath.router_sink import RouterSink, router_sink_layout
 from rtl.datapath.score_sink import ScoreSink
 from rtl.sim import StreamSource, make_bench
-from tests.rtl.datapath.harness import (Clocked, ReadySink, WriteMem, first_mismatch, pack_value,
-                                       unpack_value)
+from tests.rtl.datapath.harness import (Clocked, ReadySink, Recorder, WriteMem, first_mismatch,
+                                       pack_value, unpack_value)
 
 
 def _rows(cfg, n, seed, lo=-2**31, hi=2**31):
@@ -35,14 +35,20 @@ def test_act_sink(cfg):
     dut = ActSink(cfg)
     bench = make_bench(dut, "amaranth")
     act = WriteMem("act")
+    rec = Recorder(("i__valid", "i__ready"), "busy")
     job = {"d_addr": 11, "d_stride": 7}
     bench.add(StreamSource("cmd", [pack_value(act_sink_layout(cfg), job)]),
-              _source(dut, rows, stall=0.3), act)
+              _source(dut, rows, stall=0.3), act, rec)
     bench.run(lambda: len(act.log) == len(rows), max_cycles=500)
     got = [(a, unpack_value(dut.act.data.shape(), w)) for _, a, w in act.log]
     want = [(job["d_addr"] + r["m"] * job["d_stride"] + r["tn"], [v & 0xFF for v in r["values"]])
             for r in rows]
     assert got == want, first_mismatch(got, want)
+    # Each row is written ACT_SINK_LATENCY cycles after it was taken, and busy covers it.
+    taken = rec.high[("i__valid", "i__ready")]
+    assert [c for c, _, _ in act.log] == [t + ACT_SINK_LATENCY for t in taken], (taken, act.log)
+    in_flight = sorted({t + d for t in taken for d in range(1, ACT_SINK_LATENCY + 1)})
+    assert [c for c in rec.high["busy"] if c <= act.log[-1][0]] == in_flight, rec.high["busy"]
 
 
 def test_score_sink():
