@@ -109,7 +109,7 @@ class Loader(wiring.Component):
     cmd : In(stream) of :func:`rtl.control.isa.load_cmd_layout`; accepted when idle
     axi : Out(AXI4 manager) (read channels only); axi1 : likewise, the second read port (only
         with ``cfg.axi_masters == 2``: each load is read half on each port)
-    b_wr, act_wr : Out(stream) of ``{addr, data[C bytes]}``
+    b_wr, act_wr : Out(stream) of ``{addr, data[C bytes]}`` (``b_wr`` through a register slice)
     const_wr : Out(stream) of ``{addr, value: C × LaneConstant}`` (the lanes' ``const_load``)
     lnp_wr : Out(stream) of ``{addr, gamma, beta}`` per LayerNorm word (``ln_lanes`` elements)
     res_row : Out(stream) of ``{m, tn, acc[C]}`` int16 values sign-extended (into the lanes)
@@ -170,9 +170,17 @@ class Loader(wiring.Component):
         running = Signal()
         desc_sent = Signal()
 
+        # The destination decoded once, into registers, when the command is taken: one flag
+        # per destination and per word size, so no compare lies in front of the words' handshake.
+        sizes = sorted(set(self.word_bytes.values()))
+        is_dest = {code: Signal(name=f"dest_is_{code}") for code in self.word_bytes}
+        is_size = {wb: Signal(name=f"size_is_{wb}") for wb in sizes}
         m.d.comb += self.cmd.ready.eq(~running)
         with m.If(self.cmd.valid & ~running):
             cmd = self.cmd.payload
+            m.d.sync += [flag.eq(cmd.dest == code) for code, flag in is_dest.items()]
+            m.d.sync += [flag.eq(Cat(cmd.dest == code for code, b in self.word_bytes.items()
+                                     if b == wb).any()) for wb, flag in is_size.items()]
             m.d.sync += [dest.eq(cmd.dest), addr.eq(cmd.addr), words_left.eq(cmd.words),
                          row_words.eq(cmd.row_words), res_m.eq(cmd.addr), res_tn.eq(0),
                          running.eq(cmd.words != 0), desc_sent.eq(0)]
@@ -192,7 +200,6 @@ class Loader(wiring.Component):
             m.d.sync += desc_sent.eq(1)
 
         # One resizer per distinct word size; the reader's words go to the current one.
-        sizes = sorted(set(self.word_bytes.values()))
         resizers = {}
         for wb in sizes:
             rs = WordResizer(8 * nb, wb // nb)
@@ -201,25 +208,28 @@ class Loader(wiring.Component):
         word_valid = Signal()
         word_ready = Signal()
         word = Signal(8 * max(sizes))
-        with m.Switch(dest):
-            for code, wb in self.word_bytes.items():
-                with m.Case(code):
-                    rs = resizers[wb]
-                    m.d.comb += [rs.i.valid.eq(words.o.valid & running),
-                                 rs.i.payload.eq(words.o.payload),
-                                 words.o.ready.eq(rs.i.ready & running),
-                                 word_valid.eq(rs.o.valid), word.eq(rs.o.payload),
-                                 rs.o.ready.eq(word_ready)]
+        for wb, rs in resizers.items():
+            with m.If(is_size[wb]):
+                m.d.comb += [rs.i.valid.eq(words.o.valid & running),
+                             rs.i.payload.eq(words.o.payload),
+                             words.o.ready.eq(rs.i.ready & running),
+                             word_valid.eq(rs.o.valid), word.eq(rs.o.payload),
+                             rs.o.ready.eq(word_ready)]
 
+        # B words pass a register slice too: the B-mover's writes take the weight banks' port
+        # first, and its 'valid' would otherwise reach back through this realigner and the
+        # read slice's enables in one cycle.
+        m.submodules.b_slice = b_slice = RegisterSlice(self.b_wr.payload.shape())
+        wiring.connect(m, b_slice.o, wiring.flipped(self.b_wr))
         targets = {
-            Dest.B.value: self.b_wr, Dest.ACT.value: self.act_wr, Dest.CONST.value: self.const_wr,
+            Dest.B.value: b_slice.i, Dest.ACT.value: self.act_wr, Dest.CONST.value: self.const_wr,
             Dest.LNP.value: self.lnp_wr, Dest.RES.value: self.res_row,
             LoadTarget.IMEM: self.imem_wr,
         }
         for code, port in targets.items():
-            with m.If(dest == code):
+            with m.If(is_dest[code]):
                 m.d.comb += [port.valid.eq(word_valid), word_ready.eq(port.ready)]
-        m.d.comb += [self.b_wr.payload.addr.eq(addr), self.b_wr.payload.data.eq(word),
+        m.d.comb += [b_slice.i.payload.addr.eq(addr), b_slice.i.payload.data.eq(word),
                      self.act_wr.payload.addr.eq(addr), self.act_wr.payload.data.eq(word),
                      self.imem_wr.payload.addr.eq(addr), self.imem_wr.payload.data.eq(word),
                      self.const_wr.payload.addr.eq(addr), self.lnp_wr.payload.addr.eq(addr)]
@@ -245,5 +255,5 @@ class Loader(wiring.Component):
                 m.d.sync += res_tn.eq(res_tn + 1)
             with m.If(words_left == 1):
                 m.d.sync += running.eq(0)
-        m.d.comb += self.busy.eq(running | reader.busy | words.busy)
+        m.d.comb += self.busy.eq(running | reader.busy | words.busy | b_slice.busy)
         return m

@@ -3,8 +3,9 @@ instructions in order to the load engine and the compute datapath, runs the expe
 router's non-empty experts, and stops with an error code instead of hanging on anything bad.
 
 Each instruction goes READ (instruction memory) -> DECODE (the word into a register) -> CHECK
-(its resolved load / compute commands into registers; the operand check's products) -> VERIFY
-(the operand check's verdict into a register) -> ISSUE, so the commands the units see and the
+(its resolved compute command into a register; the operand check's products and the load's DDR
+address terms) -> VERIFY (the operand check's verdict and the load command into registers) ->
+ISSUE, so the commands the units see and the
 issue decision come straight from registers."""
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class Sequencer(wiring.Component):
     load : Out(stream) to :class:`rtl.bus.loader.Loader` ``cmd``
     imem_wr : In(stream) from the loader (program words)
     compute : Out(stream) of :func:`compute_cmd_layout`
-    compute_busy, loader_busy, loader_error, unit_error, write_error : In(1)
+    compute_busy, loader_busy, loader_error, unit_error, write_error : In(1); ``loader_busy`` is
+        registered on entry (the sequencer sees the loader go idle one cycle late)
     ne_count, ne_expert, ne_length : In — the router's non-empty experts (ascending)
     stall : Out(1) — waiting for the load engine while the compute datapath is idle
     fetching : Out(1) — copying the program from DDR; pc : Out(16) — the instruction at hand
@@ -94,6 +96,7 @@ class Sequencer(wiring.Component):
                      wr.data.eq(self.imem_wr.payload.data), wr.en.eq(self.imem_wr.valid)]
         rd = self.imem.read_port(transparent_for=())
         r = _Regs(cfg)
+        m.d.sync += r.loader_busy.eq(self.loader_busy | (self.load.valid & self.load.ready))
         m.d.comb += [self.busy.eq(r.state != _S.IDLE), self.error_code.eq(r.code),
                      rd.addr.eq(r.pc), rd.en.eq(r.state == _S.READ), self.trace.payload.eq(r.pc),
                      self.pc.eq(r.pc), self.fetching.eq(r.state == _S.FETCH)]
@@ -117,14 +120,14 @@ class Sequencer(wiring.Component):
             with m.Case(_S.DECODE):
                 m.d.sync += [r.instr.eq(rd.data), r.state.eq(_S.CHECK)]
             with m.Case(_S.CHECK):         # the check's products (LATENCY = 1) are registered
-                m.d.sync += [r.ccmd.eq(r.ccmd_next), r.lcmd.eq(r.lcmd_next),
-                             r.state.eq(_S.VERIFY)]
+                m.d.sync += [r.ccmd.eq(r.ccmd_next), r.state.eq(_S.VERIFY)]
             with m.Case(_S.VERIFY):
-                m.d.sync += [r.error.eq(check.error), r.state.eq(_S.ISSUE)]
+                m.d.sync += [r.error.eq(check.error), r.lcmd.eq(r.lcmd_next),
+                             r.state.eq(_S.ISSUE)]
             with m.Case(_S.ISSUE):
                 self._issue(m, r, r.error)
             with m.Case(_S.DRAIN):
-                with m.If(self._idle_all()):
+                with m.If(self._idle_all(r)):
                     m.d.sync += r.state.eq(_S.IDLE)
                     m.d.comb += self.error.eq(1)
         # Unit errors stop the run (after the switch: they win over an issue in the same cycle).
@@ -140,8 +143,8 @@ class Sequencer(wiring.Component):
                 r.fail(m, ErrorCode.START_WHILE_BUSY)
         return m
 
-    def _idle_all(self):
-        return ~self.compute_busy & ~self.loader_busy & ~self.compute.valid & ~self.load.valid
+    def _idle_all(self, r):
+        return ~self.compute_busy & ~r.loader_busy & ~self.compute.valid & ~self.load.valid
 
     def _expert_loop(self, m, r):
         """The router's non-empty experts: current, next, and whether there is a next;
@@ -166,9 +169,14 @@ class Sequencer(wiring.Component):
         m.d.comb += expert.eq(Mux(ld.next_expert, r.next_e, Mux(ld.per_expert, r.cur_e, 0)))
         ld_parity = Signal()
         m.d.comb += ld_parity.eq(ld.parity & (r.parity ^ ld.next_expert))
+        # The DDR address's base sum and products are registered in CHECK, their sum in
+        # VERIFY (with the load command): no multiplier and adder chain in one cycle.
         ld_ddr = Signal(cfg.axi_addr_width)
-        m.d.comb += ld_ddr.eq(r.bases[ld.base] + ld.offset + expert * ld.expert_stride
-                              + r.task[:3] * ld.task_stride)
+        terms = (r.bases[ld.base] + ld.offset, expert * ld.expert_stride,
+                 r.task[:3] * ld.task_stride)
+        with m.If(r.state == _S.CHECK):
+            m.d.sync += [t.eq(v) for t, v in zip(r.ld_terms, terms)]
+        m.d.comb += ld_ddr.eq(r.ld_terms[0] + r.ld_terms[1] + r.ld_terms[2])
         with m.Switch(ld.dest):
             with m.Case(Dest.B):
                 m.d.comb += r.ld_addr.eq(ld.addr + Mux(ld_parity, self.b_half, 0))
@@ -214,7 +222,7 @@ class Sequencer(wiring.Component):
                          lcmd.words.eq(r.plen), lcmd.ddr_addr.eq(self.program_base)]
             with m.If(self.load.ready):
                 m.d.sync += r.fetch_sent.eq(1)
-        with m.Elif(~self.loader_busy):
+        with m.Elif(~r.loader_busy):
             m.d.sync += r.state.eq(_S.READ)
 
     def _issue(self, m, r, error):
@@ -228,7 +236,7 @@ class Sequencer(wiring.Component):
         a = r.instr.args
         with m.Switch(r.instr.op):
             with m.Case(Op.END):
-                with m.If(self._idle_all()):
+                with m.If(self._idle_all(r)):
                     m.d.sync += r.state.eq(_S.IDLE)
                     m.d.comb += [self.done.eq(1), self.trace.valid.eq(1)]
             with m.Case(Op.LOAD):
@@ -239,9 +247,9 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
             with m.Case(Op.WAIT):
-                wait_l = a.wait.mask[0] & (self.loader_busy | self.load.valid)
+                wait_l = a.wait.mask[0] & (r.loader_busy | self.load.valid)
                 wait_c = a.wait.mask[1] & (self.compute_busy | self.compute.valid)
-                m.d.comb += self.stall.eq(a.wait.mask[0] & self.loader_busy & ~self.compute_busy)
+                m.d.comb += self.stall.eq(a.wait.mask[0] & r.loader_busy & ~self.compute_busy)
                 with m.If(bad):
                     r.fail(m, error)
                 with m.Elif(~wait_l & ~wait_c):
@@ -267,8 +275,8 @@ class Sequencer(wiring.Component):
             m.d.comb += advance.eq(1)
         with m.Elif((ld.dest == Dest.ACT) | (ld.dest == Dest.RES)):
             # ACT/RES loads also occupy the compute datapath (lanes / ACT port).
-            m.d.comb += self.stall.eq(~self.compute_busy & self.loader_busy)
-            with m.If(self.load.ready & self.compute.ready & ~self.loader_busy):
+            m.d.comb += self.stall.eq(~self.compute_busy & r.loader_busy)
+            with m.If(self.load.ready & self.compute.ready & ~r.loader_busy):
                 m.d.comb += [self.load.valid.eq(1), self.compute.valid.eq(1), advance.eq(1)]
         with m.Else():      # B, CONST, LNP: into the load queue, behind the loads before
             m.d.comb += [self.stall.eq(~self.compute_busy & ~self.load.ready),
@@ -326,6 +334,10 @@ class _Regs:
         self.lcmd_next = Signal(load_cmd_layout(cfg), name="lcmd_next")
         self.ccmd = Signal(compute_cmd_layout(cfg), name="ccmd")
         self.lcmd = Signal(load_cmd_layout(cfg), name="lcmd")
+        self.ld_terms = [Signal(cfg.axi_addr_width, name=f"ld_ddr_term{i}") for i in range(3)]
+        # ``loader_busy`` one cycle late, ORed with the load issued in that cycle (the loader
+        # only becomes busy through one), so it never reads idle before the loader is.
+        self.loader_busy = Signal(name="loader_busy_q")
 
     def fail(self, m, reason):
         m.d.sync += [self.code.eq(reason), self.state.eq(_S.DRAIN)]

@@ -139,12 +139,18 @@ class Dispatcher(wiring.Component):
         # so no decode lies in front of ACT's address multiplexers.
         rd_sel = Signal(ActReader, init=ActReader.ALOADER)
         wr_sel = Signal(ActWriter, init=ActWriter.SINK)
+        # The packers' enable and input selector likewise: set with the command, the enable
+        # cleared when the instruction ends, so no opcode compare lies in front of their ready.
+        pack_en = Signal()
+        from_ln = Signal()
         m.d.comb += [self.cmd.ready.eq(state == Phase.IDLE), self.mode.eq(mode),
                      self.lanes_src.eq(lsrc), self.m_offset.eq(mm.m_offset), self.sink.eq(sink),
                      self.act_rd_sel.eq(rd_sel), self.act_wr_sel.eq(wr_sel)]
         with m.If(self.cmd.valid & (state == Phase.IDLE)):
             new_op = self.cmd.payload.instr.op
             m.d.sync += [cmd.eq(self.cmd.payload), state.eq(Phase.DECODE),
+                         pack_en.eq((new_op == Op.LAYERNORM) | (new_op == Op.SOFTMAX)),
+                         from_ln.eq(new_op == Op.LAYERNORM),
                          rd_sel.eq(Mux(new_op == Op.BLOAD, ActReader.BMOVER, ActReader.ALOADER)),
                          wr_sel.eq(Mux(new_op == Op.LOAD, ActWriter.LOADER,
                                        Mux((new_op == Op.LAYERNORM) | (new_op == Op.SOFTMAX),
@@ -154,14 +160,13 @@ class Dispatcher(wiring.Component):
                  Signal.like(self.store.payload.beats, name="store_beats"))
         with m.If(state == Phase.DECODE):
             self._accept(m, cmd, state, mode, sink, lsrc, store)
-        self._phases(m, state, cmd, sink, go)
+        self._phases(m, state, cmd, sink, go, pack_en)
         with m.If(go):
             m.d.sync += go.eq(0)
             self._start(m, self.store, ddr_addr=cmd.ddr_addr, length=store[1], beats=store[2])
         active = state != Phase.IDLE
         m.d.comb += [self.busy.eq(active),
-                     self.pack_enable.eq(active & ((op == Op.LAYERNORM) | (op == Op.SOFTMAX))),
-                     self.pack_from_ln.eq(op == Op.LAYERNORM),
+                     self.pack_enable.eq(pack_en), self.pack_from_ln.eq(from_ln),
                      self.layernorm_busy.eq(active & (op == Op.LAYERNORM)),
                      self.softmax_busy.eq(active & (op == Op.SOFTMAX)),
                      self.router_busy.eq(active & (state != Phase.DECODE)
@@ -247,7 +252,7 @@ class Dispatcher(wiring.Component):
         module.d.comb += port.valid.eq(1)
         module.d.comb += [getattr(port.payload, k).eq(v) for k, v in fields.items()]
 
-    def _phases(self, m, state, cmd, sink, store_go):
+    def _phases(self, m, state, cmd, sink, store_go, pack_en):
         mm = cmd.instr.args.matmul
         with m.Switch(state):
             with m.Case(Phase.ISSUE):
@@ -268,7 +273,7 @@ class Dispatcher(wiring.Component):
                     m.d.sync += state.eq(Phase.FINISH)
             with m.Case(Phase.FINISH):
                 with m.If(self._drained(cmd.instr.op, sink) & ~store_go):
-                    m.d.sync += state.eq(Phase.IDLE)
+                    m.d.sync += [state.eq(Phase.IDLE), pack_en.eq(0)]
 
     def _drained(self, op, sink):
         """The instruction's last effects are done (FINISH may end)."""

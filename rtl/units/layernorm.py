@@ -28,7 +28,7 @@ from rtl.units.isqrt import IntSqrt
 
 __all__ = ["LayerNorm", "LN_FILL_LATENCY", "LN_OUT_LATENCY", "gamma_beta_layout"]
 
-LN_FILL_LATENCY = 2   # last accepted beat → bank filled (visible)
+LN_FILL_LATENCY = 3   # last accepted beat → bank filled (visible)
 LN_OUT_LATENCY = 6    # emit pass load cycle → first output beat
 GAMMA_WIDTH = 25      # |γ_q| < 2**24
 
@@ -141,12 +141,12 @@ class LayerNorm(wiring.Component):
         return 2 + self.sqrt.cycles() + self.recip_bits + 1
 
     def schedule(self, beats: list[int]) -> list[tuple[int, int]]:
-        """Cycle formula (:func:`rtl.units.arith.banked_row_schedule`, fill latency 2, output latency
+        """Cycle formula (:func:`rtl.units.arith.banked_row_schedule`, fill latency 3, output latency
         6) for tokens of ``beats[r]`` beats: per token, (first beat accepted, last beat out).
 
-        One token alone takes ``2 B + 8 + scalar_cycles`` cycles from its first beat to its
+        One token alone takes ``2 B + 9 + scalar_cycles`` cycles from its first beat to its
         last output beat (B = D / lanes beats); in steady state the average period is
-        ``max(B, (scalar_cycles + 1) / P, (2 B + 3 + scalar_cycles) / banks)`` cycles per token
+        ``max(B, (scalar_cycles + 1) / P, (2 B + 4 + scalar_cycles) / banks)`` cycles per token
         (P = ``scalar_stages``).
         """
         return banked_row_schedule(beats, self.banks, LN_FILL_LATENCY, self.scalar_cycles(),
@@ -193,16 +193,20 @@ class LayerNorm(wiring.Component):
             with m.If(a_idx >= MB):
                 m.d.sync += self.overflow.eq(1)
 
+        # The accepted beat is registered (stage 0) before its sum and its squares (stage 1):
+        # the input's multiplexers and the squares' multipliers are in different cycles.
+        a0 = {"v": Signal(name="a_valid0"), "first": Signal(name="a_first0"),
+              "last": Signal(name="a_last0"), "bank": Signal(range(NB), name="a_bank0"),
+              "beats": Signal(beats_shape, name="a_beats0")}
+        r0 = Signal.like(self.i.payload.r, name="a_r0")
+        m.d.sync += [a0["v"].eq(accept), a0["first"].eq(~a_open), a0["last"].eq(last_in),
+                     a0["bank"].eq(a_bank), a0["beats"].eq(a_idx + 1), r0.eq(self.i.payload.r)]
         beat_sum = Signal(signed(16 + bits_for(NL)), name="beat_sum")
         beat_sq = Signal(30 + bits_for(NL), name="beat_sq")
-        a1 = {"v": Signal(name="a_valid1"), "first": Signal(name="a_first1"),
-              "last": Signal(name="a_last1"), "bank": Signal(range(NB), name="a_bank1"),
-              "beats": Signal(beats_shape, name="a_beats1")}
-        m.d.sync += [a1["v"].eq(accept), a1["first"].eq(~a_open), a1["last"].eq(last_in),
-                     a1["bank"].eq(a_bank), a1["beats"].eq(a_idx + 1),
-                     beat_sum.eq(sum(self.i.payload.r[j] for j in range(NL))),
-                     beat_sq.eq(sum(self.i.payload.r[j] * self.i.payload.r[j]
-                                    for j in range(NL)))]
+        a1 = {k: Signal.like(v, name=v.name.replace("0", "1")) for k, v in a0.items()}
+        m.d.sync += [a1[k].eq(v) for k, v in a0.items()]
+        m.d.sync += [beat_sum.eq(sum(r0[j] for j in range(NL))),
+                     beat_sq.eq(sum(r0[j] * r0[j] for j in range(NL)))]
         s1 = Signal(signed(self.s1_width))
         s2 = Signal(self.s2_width)
         s1_new = Signal(signed(self.s1_width))

@@ -25,9 +25,10 @@ __all__ = ["Router", "drain_latency"]
 
 
 def drain_latency(experts: int) -> int:
-    """Cycles from the frame's last probability to its first queue entry on ``queue``: the
-    listing of the non-empty experts (one a cycle), then the first queue-memory read."""
-    return experts + 3
+    """Cycles from the frame's last probability to its first queue entry on ``queue``: its
+    queue append (two stages), the listing of the non-empty experts (one a cycle), then the
+    first queue-memory read."""
+    return experts + 4
 
 
 class _State(enum.Enum, shape=2):
@@ -181,23 +182,37 @@ class Router(wiring.Component):
         tok_out = Signal(unsigned(self.tok_width))
         head = Signal(head_layout)
         m.d.comb += [head.eq(pend.r_data), sm.o.ready.eq(1)]
-        hit = Signal()
-        m.d.comb += hit.eq(Cat(head.idx[s] == jo for s in range(K)).any())
+        # Two stages: a probability's expert match and its queue's count are registered
+        # (stage 1), the queue write and the count's increment follow (stage 2). Consecutive
+        # probabilities are for different experts (E >= 2), so stage 1 never reads a count that
+        # stage 2 is about to change; with one expert the pending increment is forwarded.
+        s1 = {"v": Signal(name="ap_valid"), "hit": Signal(name="ap_hit"),
+              "jo": Signal(idx_shape, name="ap_jo"), "token": Signal.like(tok_out, name="ap_token"),
+              "prob": Signal(16, name="ap_prob"), "count": Signal.like(counts[0], name="ap_count"),
+              "final": Signal(name="ap_final")}
+        take = Signal()
+        m.d.comb += take.eq(s1["v"] & s1["hit"] & (s1["count"] < NT))
+        count = counts[jo] + (take if E == 1 else 0)
+        m.d.sync += [s1["v"].eq(sm.o.valid),
+                     s1["hit"].eq(Cat(head.idx[s] == jo for s in range(K)).any()),
+                     s1["jo"].eq(jo), s1["token"].eq(tok_out), s1["prob"].eq(sm.o.payload.p[0]),
+                     s1["count"].eq(count),
+                     s1["final"].eq(sm.o.valid & sm.o.payload.last & head.final)]
         bases = Array([e * NT for e in range(E)])
         wr = self.queues.write_port()
-        m.d.comb += [wr.addr.eq(bases[jo] + counts[jo]), wr.data.token.eq(tok_out),
-                     wr.data.prob.eq(sm.o.payload.p[0]),
-                     wr.en.eq(sm.o.valid & hit & (counts[jo] < NT))]
+        m.d.comb += [wr.addr.eq(bases[s1["jo"]] + s1["count"]), wr.data.token.eq(s1["token"]),
+                     wr.data.prob.eq(s1["prob"]), wr.en.eq(take)]
+        with m.If(take):
+            m.d.sync += counts[s1["jo"]].eq(s1["count"] + 1)
+        with m.If(s1["final"]):
+            m.d.sync += state.eq(_State.LIST)      # after the frame's last count is in
         with m.If(sm.o.valid):
             m.d.sync += jo.eq(Mux(sm.o.payload.last, 0, jo + 1))
-            with m.If(hit & (counts[jo] < NT)):
-                m.d.sync += counts[jo].eq(counts[jo] + 1)
             with m.If(sm.o.payload.last):
                 m.d.comb += pend.r_en.eq(1)
                 m.d.sync += tok_out.eq(tok_out + 1)
                 with m.If(head.final):
-                    m.d.sync += [state.eq(_State.LIST), self.tokens.eq(tok_out + 1),
-                                 tok_out.eq(0)]
+                    m.d.sync += [self.tokens.eq(tok_out + 1), tok_out.eq(0)]
 
         # ------------------------------------------------- list, then drain
         # LIST (E cycles, one expert a cycle): the non-empty experts go into a short list of

@@ -139,7 +139,7 @@ def test_back_pressure():
 
 
 def test_steady_state_period():
-    """Equal tokens, bank-bound: 2 B + 3 + scalar_cycles per two tokens with two banks."""
+    """Equal tokens, bank-bound: 2 B + 4 + scalar_cycles per two tokens with two banks."""
     rng = np.random.default_rng(23)
     D, NL = 96, 2
     B = D // NL
@@ -149,8 +149,8 @@ def test_steady_state_period():
     ends = [e for _, e in dut.schedule([B] * 5)]
     assert info["last"] - info["first"] == ends[-1]
     S = dut.scalar_cycles()
-    assert 2 * B + 3 + S > 2 * (S + 1) and ends[-1] - ends[-3] == 2 * B + 3 + S, ends
-    assert dut.schedule([B])[0][1] + 1 == 2 * B + 8 + S
+    assert 2 * B + 4 + S > 2 * (S + 1) and ends[-1] - ends[-3] == 2 * B + 4 + S, ends
+    assert dut.schedule([B])[0][1] + 1 == 2 * B + 9 + S
 
 
 def test_full_rate_with_three_banks():
