@@ -327,23 +327,21 @@ class VectorLanes(wiring.Component):
                 m.d.sync += [y12[j].eq(p.y11[j]),
                              contrib12[j].eq(round_shift(p.y11[j] * p.prob[11], 16))]
         values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
-        aux = mode.aux
-        zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
+        sel = self._update_select(m)
         for j in range(C):
-            with m.If(aux == Aux.RES_READ):
+            with m.If(sel.read):
                 m.d.comb += values[j].eq(res_rd.data[j])
-            with m.Elif(aux == Aux.ACC_COMMIT):
+            with m.Elif(sel.commit):
                 m.d.comb += values[j].eq(saturate(res_rd.data[j] + acc_rd.data[j], 16))
-            with m.Elif(mode.residual):
+            with m.Elif(sel.residual):
                 m.d.comb += values[j].eq(saturate(res_rd.data[j] + y12[j], 16))
-            with m.Elif(mode.scatter):
+            with m.Elif(sel.scatter):
                 m.d.comb += values[j].eq(acc_rd.data[j] + contrib12[j])
             with m.Else():
                 m.d.comb += values[j].eq(y12[j])
             m.d.comb += [res_wr.data[j].eq(values[j]),
-                         acc_wr.data[j].eq(Mux(zero_acc, 0, values[j]))]
-        res_write = mode.residual | (aux == Aux.RES_SET) | (aux == Aux.ACC_COMMIT)
-        acc_write = mode.scatter | zero_acc
+                         acc_wr.data[j].eq(Mux(sel.zero_acc, 0, values[j]))]
+        res_write, acc_write = sel.res_write, sel.acc_write
         valid = p.valid
         m.d.comb += [
             res_wr.addr.eq(addr12), acc_wr.addr.eq(addr12),
@@ -357,6 +355,23 @@ class VectorLanes(wiring.Component):
             m.d.sync += pipe.tn.eq(p.row_tn[12])
         self._output_buffer(m, p, pipe, valid[VECTOR_LATENCY])
         m.d.comb += self.busy.eq(Cat(valid[1:]).any() | p.skid_full)
+
+    def _update_select(self, m):
+        """The state update's selects, decoded from ``mode`` into registers. ``mode`` only
+        changes between instructions, with the lanes idle, and a row reaches stage 12 at least
+        12 cycles after its instruction began, so the one-cycle lag is never seen; the update's
+        multiplexers and write enables see no comparison on ``mode.aux``."""
+        mode, aux = self.mode, self.mode.aux
+        names = ("read", "commit", "residual", "scatter", "zero_acc", "res_write", "acc_write")
+        sel = SimpleNamespace(**{n: Signal(name=f"sel_{n}") for n in names})
+        zero_acc = (aux == Aux.ACC_COMMIT) | (aux == Aux.ACC_CLEAR)
+        m.d.sync += [sel.read.eq(aux == Aux.RES_READ), sel.commit.eq(aux == Aux.ACC_COMMIT),
+                     sel.residual.eq(mode.residual), sel.scatter.eq(mode.scatter),
+                     sel.zero_acc.eq(zero_acc),
+                     sel.res_write.eq(mode.residual | (aux == Aux.RES_SET)
+                                      | (aux == Aux.ACC_COMMIT)),
+                     sel.acc_write.eq(mode.scatter | zero_acc)]
+        return sel
 
     def _output_buffer(self, m, p, pipe, pipe_valid):
         """A one-row skid buffer after the last stage: a row the sink does not take moves into

@@ -39,13 +39,15 @@ class OperandCheck(wiring.Component):
     task : In(8), TASK_ID; plen : In(16), the program length
     error : Out(8), ``ErrorCode.NONE`` when the instruction may issue (:data:`LATENCY` cycles
         after the inputs)
+    bad : Out(1), ``error != ErrorCode.NONE``, decided beside ``error`` (no comparison after it)
     """
 
     def __init__(self, cfg: AccelConfig):
         self.cfg = cfg
         self.depths = cfg.memory_words()
         super().__init__({"instr": In(instr_layout()), "parity": In(1), "m": In(12),
-                          "ld_addr": In(21), "task": In(8), "plen": In(16), "error": Out(8)})
+                          "ld_addr": In(21), "task": In(8), "plen": In(16), "error": Out(8),
+                          "bad": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -62,9 +64,9 @@ class OperandCheck(wiring.Component):
                 with m.Case(op):
                     for i, (bad, reason) in enumerate(check(m, op)):   # the first failing wins
                         with (m.If if i == 0 else m.Elif)(bad):
-                            m.d.comb += code.eq(reason)
+                            m.d.comb += [code.eq(reason), self.bad.eq(1)]
             with m.Default():
-                m.d.comb += code.eq(ErrorCode.MALFORMED)
+                m.d.comb += [code.eq(ErrorCode.MALFORMED), self.bad.eq(1)]
         return m
 
     def _load(self, m, op):

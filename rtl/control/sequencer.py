@@ -4,9 +4,9 @@ router's non-empty experts, and stops with an error code instead of hanging on a
 
 Each instruction goes READ (instruction memory) -> DECODE (the word into a register) -> CHECK
 (its resolved compute command into a register; the operand check's products and the load's DDR
-address terms) -> VERIFY (the operand check's verdict and the load command into registers) ->
-ISSUE, so the commands the units see and the
-issue decision come straight from registers."""
+address terms) -> VERIFY (the operand check's verdict, what ISSUE is to do with the instruction
+and the load command into registers) -> ISSUE, so the commands the units see and the issue
+decision come straight from registers."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ from rtl.control.isa import (INSTR_BITS, MAX_TASKS, Base, Dest, Op, compute_cmd_
                              instr_layout, load_cmd_layout)
 
 __all__ = ["Sequencer"]
+
+
+class _Kind(enum.Enum, shape=4):
+    """The decoded instruction as ISSUE handles it."""
+    END = 0
+    LOAD_SKIP = 1       # a next-expert prefetch with no next expert: a no-op
+    LOAD_COMPUTE = 2    # ACT / RES loads: the load engine and the compute datapath together
+    LOAD_QUEUE = 3      # B, CONST, LNP loads: into the load queue
+    COMPUTE = 4
+    WAIT = 5
+    TASK_JUMP = 6
+    EXPERT_FIRST = 7
+    EXPERT_NEXT = 8
+    OTHER = 9           # an unknown opcode (the check calls it MALFORMED)
 
 
 class _S(enum.Enum, shape=3):
@@ -122,10 +136,11 @@ class Sequencer(wiring.Component):
             with m.Case(_S.CHECK):         # the check's products (LATENCY = 1) are registered
                 m.d.sync += [r.ccmd.eq(r.ccmd_next), r.state.eq(_S.VERIFY)]
             with m.Case(_S.VERIFY):
-                m.d.sync += [r.error.eq(check.error), r.lcmd.eq(r.lcmd_next),
+                m.d.sync += [r.error.eq(check.error), r.bad.eq(check.bad),
+                             r.kind.eq(self._kind(m, r)), r.lcmd.eq(r.lcmd_next),
                              r.state.eq(_S.ISSUE)]
             with m.Case(_S.ISSUE):
-                self._issue(m, r, r.error)
+                self._issue(m, r)
             with m.Case(_S.DRAIN):
                 with m.If(self._idle_all(r)):
                     m.d.sync += r.state.eq(_S.IDLE)
@@ -225,83 +240,102 @@ class Sequencer(wiring.Component):
         with m.Elif(~r.loader_busy):
             m.d.sync += r.state.eq(_S.READ)
 
-    def _issue(self, m, r, error):
-        """One instruction: stop on a bad operand (``error``), else issue it when its unit
+    def _kind(self, m, r):
+        """What ISSUE does with the decoded instruction (registered in VERIFY, so ISSUE
+        switches on four register bits instead of decoding the opcode and the load's fields)."""
+        ld = r.instr.args.load
+        kind = Signal(_Kind)
+        with m.Switch(r.instr.op):
+            with m.Case(Op.END):
+                m.d.comb += kind.eq(_Kind.END)
+            with m.Case(Op.LOAD):
+                with m.If(ld.next_expert & ~r.has_next):      # no next expert to prefetch
+                    m.d.comb += kind.eq(_Kind.LOAD_SKIP)
+                with m.Elif((ld.dest == Dest.ACT) | (ld.dest == Dest.RES)):
+                    m.d.comb += kind.eq(_Kind.LOAD_COMPUTE)
+                with m.Else():
+                    m.d.comb += kind.eq(_Kind.LOAD_QUEUE)
+            with m.Case(Op.MATMUL, Op.BLOAD, Op.LAYERNORM, Op.SOFTMAX, Op.LANES):
+                m.d.comb += kind.eq(_Kind.COMPUTE)
+            with m.Case(Op.WAIT):
+                m.d.comb += kind.eq(_Kind.WAIT)
+            with m.Case(Op.TASK_JUMP):
+                m.d.comb += kind.eq(_Kind.TASK_JUMP)
+            with m.Case(Op.EXPERT_FIRST):
+                m.d.comb += kind.eq(_Kind.EXPERT_FIRST)
+            with m.Case(Op.EXPERT_NEXT):
+                m.d.comb += kind.eq(_Kind.EXPERT_NEXT)
+            with m.Default():
+                m.d.comb += kind.eq(_Kind.OTHER)
+        return kind
+
+    def _issue(self, m, r):
+        """One instruction: stop on a bad operand (``r.bad``), else issue it when its unit
         takes it; the program counter advances or jumps."""
         advance = Signal()
-        bad = error != ErrorCode.NONE
         m.d.comb += self.trace.valid.eq(advance)
         with m.If(advance):
             m.d.sync += [r.pc.eq(r.pc + 1), r.state.eq(_S.READ)]
         a = r.instr.args
-        with m.Switch(r.instr.op):
-            with m.Case(Op.END):
-                with m.If(self._idle_all(r)):
-                    m.d.sync += r.state.eq(_S.IDLE)
-                    m.d.comb += [self.done.eq(1), self.trace.valid.eq(1)]
-            with m.Case(Op.LOAD):
-                self._issue_load(m, r, bad, error, advance)
-            with m.Case(Op.MATMUL, Op.BLOAD, Op.LAYERNORM, Op.SOFTMAX, Op.LANES):
-                with m.If(bad):
-                    r.fail(m, error)
-                with m.Else():
-                    m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
-            with m.Case(Op.WAIT):
-                wait_l = a.wait.mask[0] & (r.loader_busy | self.load.valid)
-                wait_c = a.wait.mask[1] & (self.compute_busy | self.compute.valid)
-                m.d.comb += self.stall.eq(a.wait.mask[0] & r.loader_busy & ~self.compute_busy)
-                with m.If(bad):
-                    r.fail(m, error)
-                with m.Elif(~wait_l & ~wait_c):
+        with m.If(r.kind == _Kind.WAIT):    # counted also in the cycle a bad WAIT stops
+            m.d.comb += self.stall.eq(a.wait.mask[0] & r.loader_busy & ~self.compute_busy)
+        with m.If(r.bad):                   # OTHER (an unknown opcode) is always bad
+            r.fail(m, r.error)
+        with m.Else():
+            with m.Switch(r.kind):
+                with m.Case(_Kind.END):
+                    with m.If(self._idle_all(r)):
+                        m.d.sync += r.state.eq(_S.IDLE)
+                        m.d.comb += [self.done.eq(1), self.trace.valid.eq(1)]
+                with m.Case(_Kind.LOAD_SKIP):
                     m.d.comb += advance.eq(1)
-            with m.Case(Op.TASK_JUMP):
-                tj = a.task_jump
-                with m.If(bad):
-                    r.fail(m, error)
-                with m.Else():
+                with m.Case(_Kind.LOAD_COMPUTE):
+                    # ACT/RES loads also occupy the compute datapath (lanes / ACT port).
+                    m.d.comb += self.stall.eq(~self.compute_busy & r.loader_busy)
+                    with m.If(self.load.ready & self.compute.ready & ~r.loader_busy):
+                        m.d.comb += [self.load.valid.eq(1), self.compute.valid.eq(1),
+                                     advance.eq(1)]
+                with m.Case(_Kind.LOAD_QUEUE):   # B, CONST, LNP: behind the loads before
+                    m.d.comb += [self.stall.eq(~self.compute_busy & ~self.load.ready),
+                                 self.load.valid.eq(1), advance.eq(self.load.ready)]
+                with m.Case(_Kind.COMPUTE):
+                    m.d.comb += [self.compute.valid.eq(1), advance.eq(self.compute.ready)]
+                with m.Case(_Kind.WAIT):
+                    wait_l = a.wait.mask[0] & (r.loader_busy | self.load.valid)
+                    wait_c = a.wait.mask[1] & (self.compute_busy | self.compute.valid)
+                    with m.If(~wait_l & ~wait_c):
+                        m.d.comb += advance.eq(1)
+                with m.Case(_Kind.TASK_JUMP):
+                    tj = a.task_jump
                     target = Array(tj.targets[i] for i in range(MAX_TASKS))[r.task[:3]]
                     m.d.comb += self.trace.valid.eq(1)
                     m.d.sync += [r.pc.eq(target), r.state.eq(_S.READ)]
-            with m.Case(Op.EXPERT_FIRST, Op.EXPERT_NEXT):
-                self._issue_expert(m, r, bad, error, advance)
-            with m.Default():
-                r.fail(m, error)
+                with m.Case(_Kind.EXPERT_FIRST):
+                    self._expert_first(m, r, advance)
+                with m.Case(_Kind.EXPERT_NEXT):
+                    self._expert_next(m, r, advance)
+                with m.Default():
+                    r.fail(m, r.error)
 
-    def _issue_load(self, m, r, bad, error, advance):
-        ld = r.instr.args.load
-        with m.If(bad):
-            r.fail(m, error)
-        with m.Elif(ld.next_expert & ~r.has_next):      # no next expert: nothing to prefetch
-            m.d.comb += advance.eq(1)
-        with m.Elif((ld.dest == Dest.ACT) | (ld.dest == Dest.RES)):
-            # ACT/RES loads also occupy the compute datapath (lanes / ACT port).
-            m.d.comb += self.stall.eq(~self.compute_busy & r.loader_busy)
-            with m.If(self.load.ready & self.compute.ready & ~r.loader_busy):
-                m.d.comb += [self.load.valid.eq(1), self.compute.valid.eq(1), advance.eq(1)]
-        with m.Else():      # B, CONST, LNP: into the load queue, behind the loads before
-            m.d.comb += [self.stall.eq(~self.compute_busy & ~self.load.ready),
-                         self.load.valid.eq(1), advance.eq(self.load.ready)]
+    def _expert_first(self, m, r, advance):
+        """EXPERT_FIRST, once the router is done: the loop over the router's non-empty
+        experts starts (or jumps past the loop when there are none)."""
+        with m.If(~self.compute_busy):
+            m.d.sync += [r.loop_i.eq(0), r.qstart.eq(0), r.parity.eq(0)]
+            with m.If(self.ne_count == 0):
+                m.d.comb += self.trace.valid.eq(1)
+                m.d.sync += [r.pc.eq(r.instr.args.expert_first.target), r.state.eq(_S.READ)]
+            with m.Else():
+                m.d.comb += advance.eq(1)
 
-    def _issue_expert(self, m, r, bad, error, advance):
-        """EXPERT_FIRST (once the router is done) and EXPERT_NEXT: the loop over the router's
-        non-empty experts, flipping the ping-pong half per expert."""
-        a = r.instr.args
-        first = r.instr.op == Op.EXPERT_FIRST
-        with m.If(bad):
-            r.fail(m, error)
-        with m.Elif(first):
-            with m.If(~self.compute_busy):
-                m.d.sync += [r.loop_i.eq(0), r.qstart.eq(0), r.parity.eq(0)]
-                with m.If(self.ne_count == 0):
-                    m.d.comb += self.trace.valid.eq(1)
-                    m.d.sync += [r.pc.eq(a.expert_first.target), r.state.eq(_S.READ)]
-                with m.Else():
-                    m.d.comb += advance.eq(1)
-        with m.Elif(r.has_next):
+    def _expert_next(self, m, r, advance):
+        """EXPERT_NEXT: the next non-empty expert, flipping the ping-pong half, or fall out of
+        the loop."""
+        with m.If(r.has_next):
             m.d.comb += self.trace.valid.eq(1)
             m.d.sync += [r.loop_i.eq(r.loop_i + 1), r.parity.eq(~r.parity),
-                         r.qstart.eq(r.qstart + r.cur_len), r.pc.eq(a.expert_next.target),
-                         r.state.eq(_S.READ)]
+                         r.qstart.eq(r.qstart + r.cur_len),
+                         r.pc.eq(r.instr.args.expert_next.target), r.state.eq(_S.READ)]
         with m.Else():
             m.d.comb += advance.eq(1)
 
@@ -330,6 +364,8 @@ class _Regs:
         self.ld_addr = Signal(21, name="ld_addr")
         self.mm_m = Signal(12, name="mm_m")
         self.error = Signal(8, name="check_error")      # CHECK's verdict, for ISSUE
+        self.bad = Signal(name="check_bad")             # error != NONE
+        self.kind = Signal(_Kind, name="issue_kind")
         self.ccmd_next = Signal(compute_cmd_layout(cfg), name="ccmd_next")
         self.lcmd_next = Signal(load_cmd_layout(cfg), name="lcmd_next")
         self.ccmd = Signal(compute_cmd_layout(cfg), name="ccmd")

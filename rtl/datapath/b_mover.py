@@ -89,10 +89,16 @@ class BMover(wiring.Component):
             m.d.sync += [job.eq(new), busy.eq(1), st.row.eq(0), st.word.eq(0), st.byte.eq(0),
                          st.have.eq(0), st.row_addr.eq(new.src), st.tbase.eq(new.b_offset),
                          st.waddr.eq(new.b_offset), st.tp_write.eq(0), st.tp_have.eq(0),
-                         st.tp_rd_addr.eq(new.src)]
-        m.d.comb += st.tp_left.eq(job.rows - st.row)
+                         st.tp_rd_addr.eq(new.src), st.tp_left.eq(new.rows),
+                         st.empty.eq(new.rows == 0)]
+        # Registered comparisons: each is read at least two cycles after ``word`` / ``row``
+        # last changed (a direct word takes two cycles, a block's write phase C), so the
+        # control sees no adder or comparator between two of its registers.
+        m.d.sync += [st.last_word.eq(st.word + 1 >= job.words),
+                     st.last_row.eq(st.row + 1 == job.rows),
+                     st.last_block.eq(st.tp_left <= C)]
         write = Signal()          # a B word goes out this cycle (byte phase or a direct word)
-        m.d.comb += write.eq(busy & (job.rows != 0) & Mux(job.transpose, st.tp_write, st.have))
+        m.d.comb += write.eq(busy & ~st.empty & Mux(job.transpose, st.tp_write, st.have))
         bw = self.b_word.payload
         m.d.comb += self.b_word.valid.eq(write)
         with m.If(job.transpose):
@@ -109,7 +115,7 @@ class BMover(wiring.Component):
             m.d.comb += self.done.eq(1)
             m.d.sync += busy.eq(0)
         with m.If(busy):
-            with m.If(job.rows == 0):
+            with m.If(st.empty):
                 m.d.comb += finish.eq(1)
             with m.Elif(write & ~self.b_word.ready):
                 pass                                      # hold: the word stays offered
@@ -143,14 +149,15 @@ class BMover(wiring.Component):
             m.d.sync += st.byte.eq(st.byte + 1)
         with m.Else():
             m.d.sync += [st.tp_write.eq(0), st.byte.eq(0)]
-            with m.If(st.word + 1 < job.words):
+            with m.If(~st.last_word):
                 m.d.sync += [st.word.eq(st.word + 1), st.tp_rd_addr.eq(st.row_addr)]
             with m.Else():
                 m.d.sync += [st.word.eq(0), st.row.eq(st.row + C),
+                             st.tp_left.eq(st.tp_left - C),
                              st.row_addr.eq(st.row_addr + job.stride * C),
                              st.tp_rd_addr.eq(st.row_addr + job.stride * C),
                              st.tbase.eq(st.tbase + job.words * C)]
-                with m.If(st.tp_left <= C):
+                with m.If(st.last_block):
                     m.d.comb += finish.eq(1)
 
     def _direct(self, m, job, st, finish):
@@ -160,14 +167,14 @@ class BMover(wiring.Component):
             m.d.sync += st.have.eq(1)
         with m.Else():
             m.d.sync += st.have.eq(0)
-            with m.If(st.word + 1 < job.words):
+            with m.If(~st.last_word):
                 m.d.sync += [st.word.eq(st.word + 1), st.waddr.eq(st.waddr + job.rows)]
             with m.Else():
                 # next token: its words restart at column 0
                 m.d.sync += [st.word.eq(0), st.row.eq(st.row + 1),
                              st.row_addr.eq(st.row_addr + job.stride),
                              st.waddr.eq(job.b_offset + st.row + 1)]
-                with m.If(st.row + 1 == job.rows):
+                with m.If(st.last_row):
                     m.d.comb += finish.eq(1)
 
 
@@ -189,3 +196,7 @@ class _MoverState:
         self.tp_have = Signal(name="tp_have")          # last cycle's read is on act.data
         self.tp_have_i = Signal(range(C), name="tp_have_i")
         self.tp_left = Signal(13, name="tp_left")      # tokens of the block still to come
+        self.empty = Signal(name="empty")              # the job has no rows
+        self.last_word = Signal(name="last_word")      # word + 1 >= words
+        self.last_row = Signal(name="last_row")        # row + 1 == rows (direct)
+        self.last_block = Signal(name="last_block")    # tp_left <= C (transposed)

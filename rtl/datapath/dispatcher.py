@@ -73,6 +73,9 @@ class Phase(enum.Enum, shape=3):
     DECODE = 6
 
 
+# The opcodes the dispatcher runs (any other compute command only passes through FINISH).
+_DECODED = (Op.MATMUL, Op.LAYERNORM, Op.LANES, Op.LOAD, Op.BLOAD, Op.SOFTMAX)
+
 _SINKS = ((OutDest.NONE, Sink.NONE), (OutDest.ACT, Sink.ACT), (OutDest.SCORE, Sink.SCORE),
           (OutDest.ROUTER, Sink.ROUTER), (OutDest.DDR, Sink.DDR))
 
@@ -143,14 +146,22 @@ class Dispatcher(wiring.Component):
         # cleared when the instruction ends, so no opcode compare lies in front of their ready.
         pack_en = Signal()
         from_ln = Signal()
+        # The opcode decoded one-hot with the command (and a MATMUL's emptiness): DECODE starts
+        # the engines from these registers, not from a compare on the opcode field.
+        is_op = {o: Signal(name=f"is_{o.name.lower()}") for o in _DECODED}
+        mm_empty = Signal(name="mm_empty")
         m.d.comb += [self.cmd.ready.eq(state == Phase.IDLE), self.mode.eq(mode),
                      self.lanes_src.eq(lsrc), self.m_offset.eq(mm.m_offset), self.sink.eq(sink),
                      self.act_rd_sel.eq(rd_sel), self.act_wr_sel.eq(wr_sel)]
         with m.If(self.cmd.valid & (state == Phase.IDLE)):
             new_op = self.cmd.payload.instr.op
+            new_mm = self.cmd.payload.instr.args.matmul
             m.d.sync += [cmd.eq(self.cmd.payload), state.eq(Phase.DECODE),
                          pack_en.eq((new_op == Op.LAYERNORM) | (new_op == Op.SOFTMAX)),
                          from_ln.eq(new_op == Op.LAYERNORM),
+                         *(f.eq(new_op == o) for o, f in is_op.items()),
+                         mm_empty.eq((self.cmd.payload.m == 0) | (new_mm.k == 0)
+                                     | (new_mm.n == 0)),
                          rd_sel.eq(Mux(new_op == Op.BLOAD, ActReader.BMOVER, ActReader.ALOADER)),
                          wr_sel.eq(Mux(new_op == Op.LOAD, ActWriter.LOADER,
                                        Mux((new_op == Op.LAYERNORM) | (new_op == Op.SOFTMAX),
@@ -159,74 +170,74 @@ class Dispatcher(wiring.Component):
         store = (go, Signal.like(self.store.payload.length, name="store_length"),
                  Signal.like(self.store.payload.beats, name="store_beats"))
         with m.If(state == Phase.DECODE):
-            self._accept(m, cmd, state, mode, sink, lsrc, store)
-        self._phases(m, state, cmd, sink, go, pack_en)
+            self._accept(m, cmd, is_op, mm_empty, state, mode, sink, lsrc, store)
+        self._phases(m, state, cmd, is_op, sink, go, pack_en)
         with m.If(go):
             m.d.sync += go.eq(0)
             self._start(m, self.store, ddr_addr=cmd.ddr_addr, length=store[1], beats=store[2])
         active = state != Phase.IDLE
         m.d.comb += [self.busy.eq(active),
                      self.pack_enable.eq(pack_en), self.pack_from_ln.eq(from_ln),
-                     self.layernorm_busy.eq(active & (op == Op.LAYERNORM)),
-                     self.softmax_busy.eq(active & (op == Op.SOFTMAX)),
+                     self.layernorm_busy.eq(active & is_op[Op.LAYERNORM]),
+                     self.softmax_busy.eq(active & is_op[Op.SOFTMAX]),
                      self.router_busy.eq(active & (state != Phase.DECODE)
                                          & (sink == Sink.ROUTER)),
                      self.mover_busy.eq(state == Phase.BMOVE),
                      self.op.eq(op), self.phase.eq(state), self.pc.eq(cmd.pc)]
         return m
 
-    def _accept(self, m, new, state, mode, sink, lsrc, store):
-        """Decode ``new``: lanes mode, selectors, first phase, engine commands."""
+    def _accept(self, m, new, is_op, mm_empty, state, mode, sink, lsrc, store):
+        """Decode ``new`` (its opcode one-hot in ``is_op``): lanes mode, selectors, first
+        phase, engine commands."""
         na = new.instr.args
-        with m.Switch(new.instr.op):
-            with m.Case(Op.MATMUL):
-                nm = na.matmul
-                m.d.sync += [mode.const_base.eq(new.const_base), mode.out_bits.eq(nm.out_bits),
-                             mode.gelu.eq(nm.gelu), mode.act_mult.eq(nm.act_mult),
-                             mode.act_shift.eq(nm.act_shift), mode.residual.eq(nm.residual),
-                             mode.scatter.eq(nm.scatter), mode.aux.eq(Aux.NONE),
-                             lsrc.eq(LanesSource.TILER)]
-                with m.Switch(nm.dest):
-                    for od, sk in _SINKS:
-                        with m.Case(od):
-                            m.d.sync += sink.eq(sk)
-                empty = (new.m == 0) | (nm.k == 0) | (nm.n == 0)
-                m.d.sync += state.eq(Mux(empty, Phase.FINISH, Phase.ISSUE))
-                self._start_matmul(m, new, empty, store)
-            with m.Case(Op.LAYERNORM):
-                ln = na.layernorm
-                m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
-                             mode.aux.eq(Aux.RES_READ), lsrc.eq(LanesSource.ROWGEN),
-                             sink.eq(Sink.LN), state.eq(Phase.ROWGEN)]
-                self._start(m, self.rowgen, row0=ln.row0, rows=ln.rows, row_words=ln.row_words)
-                self._start(m, self.pack, d_addr=ln.d_addr, d_stride=ln.d_stride, rows=ln.rows)
-                self._start(m, self.ln_sink, row_words=ln.row_words, eps=ln.eps)
-            with m.Case(Op.LANES):
-                la = na.lanes
-                m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
-                             mode.aux.eq(la.aux), lsrc.eq(LanesSource.ROWGEN),
-                             sink.eq(Sink.NONE), state.eq(Phase.ROWGEN)]
-                self._start(m, self.rowgen, row0=la.row0, rows=la.rows, row_words=la.row_words)
-            with m.Case(Op.LOAD):
-                ld = na.load
-                m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
-                             mode.const_base.eq(ld.const_row), mode.out_bits.eq(OutBits.INT16),
-                             mode.aux.eq(Mux(ld.dest == Dest.RES, Aux.RES_SET, Aux.NONE)),
-                             lsrc.eq(LanesSource.LOADER), sink.eq(Sink.NONE),
-                             state.eq(Phase.FINISH)]
-            with m.Case(Op.BLOAD):
-                bl = na.bload
-                m.d.sync += state.eq(Phase.BMOVE)
-                self._start(m, self.bmove, src=bl.src, stride=bl.stride, rows=bl.rows,
-                            words=bl.words, transpose=bl.transpose, b_offset=new.b_offset)
-            with m.Case(Op.SOFTMAX):
-                sm = na.softmax
-                m.d.sync += state.eq(Phase.FEED)
-                self._start(m, self.feed, rows=sm.rows, length=sm.length)
-                self._start(m, self.pack, d_addr=sm.d_addr, d_stride=sm.d_stride,
-                            rows=Mux(sm.length == 0, 0, sm.rows))   # no keys: nothing to write
-            with m.Default():
-                m.d.sync += state.eq(Phase.FINISH)
+        with m.If(is_op[Op.MATMUL]):
+            nm = na.matmul
+            m.d.sync += [mode.const_base.eq(new.const_base), mode.out_bits.eq(nm.out_bits),
+                         mode.gelu.eq(nm.gelu), mode.act_mult.eq(nm.act_mult),
+                         mode.act_shift.eq(nm.act_shift), mode.residual.eq(nm.residual),
+                         mode.scatter.eq(nm.scatter), mode.aux.eq(Aux.NONE),
+                         lsrc.eq(LanesSource.TILER)]
+            with m.Switch(nm.dest):
+                for od, sk in _SINKS:
+                    with m.Case(od):
+                        m.d.sync += sink.eq(sk)
+            m.d.sync += state.eq(Mux(mm_empty, Phase.FINISH, Phase.ISSUE))
+            self._start_matmul(m, new, mm_empty, store)
+        with m.Elif(is_op[Op.LAYERNORM]):
+            ln = na.layernorm
+            self._start_rows(m, ln, Aux.RES_READ, Sink.LN, state, mode, sink, lsrc)
+            self._start(m, self.pack, d_addr=ln.d_addr, d_stride=ln.d_stride, rows=ln.rows)
+            self._start(m, self.ln_sink, row_words=ln.row_words, eps=ln.eps)
+        with m.Elif(is_op[Op.LANES]):
+            la = na.lanes
+            self._start_rows(m, la, la.aux, Sink.NONE, state, mode, sink, lsrc)
+        with m.Elif(is_op[Op.LOAD]):
+            ld = na.load
+            m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0),
+                         mode.const_base.eq(ld.const_row), mode.out_bits.eq(OutBits.INT16),
+                         mode.aux.eq(Mux(ld.dest == Dest.RES, Aux.RES_SET, Aux.NONE)),
+                         lsrc.eq(LanesSource.LOADER), sink.eq(Sink.NONE),
+                         state.eq(Phase.FINISH)]
+        with m.Elif(is_op[Op.BLOAD]):
+            bl = na.bload
+            m.d.sync += state.eq(Phase.BMOVE)
+            self._start(m, self.bmove, src=bl.src, stride=bl.stride, rows=bl.rows,
+                        words=bl.words, transpose=bl.transpose, b_offset=new.b_offset)
+        with m.Elif(is_op[Op.SOFTMAX]):
+            sm = na.softmax
+            m.d.sync += state.eq(Phase.FEED)
+            self._start(m, self.feed, rows=sm.rows, length=sm.length)
+            self._start(m, self.pack, d_addr=sm.d_addr, d_stride=sm.d_stride,
+                        rows=Mux(sm.length == 0, 0, sm.rows))   # no keys: nothing to write
+        with m.Else():
+            m.d.sync += state.eq(Phase.FINISH)
+
+    def _start_rows(self, m, args, aux, to, state, mode, sink, lsrc):
+        """LAYERNORM and LANES: the row generator feeds the lanes (``aux`` on the state
+        memories, no matrix arithmetic) and their rows go to ``to``."""
+        m.d.sync += [mode.residual.eq(0), mode.scatter.eq(0), mode.gelu.eq(0), mode.aux.eq(aux),
+                     lsrc.eq(LanesSource.ROWGEN), sink.eq(to), state.eq(Phase.ROWGEN)]
+        self._start(m, self.rowgen, row0=args.row0, rows=args.rows, row_words=args.row_words)
 
     def _start_matmul(self, m, new, empty, store):
         """The engines of a MATMUL; ``store`` = (go, length, beats), the DDR store's command
@@ -252,7 +263,7 @@ class Dispatcher(wiring.Component):
         module.d.comb += port.valid.eq(1)
         module.d.comb += [getattr(port.payload, k).eq(v) for k, v in fields.items()]
 
-    def _phases(self, m, state, cmd, sink, store_go, pack_en):
+    def _phases(self, m, state, cmd, is_op, sink, store_go, pack_en):
         mm = cmd.instr.args.matmul
         with m.Switch(state):
             with m.Case(Phase.ISSUE):
@@ -272,15 +283,15 @@ class Dispatcher(wiring.Component):
                 with m.If(self.feed_done):
                     m.d.sync += state.eq(Phase.FINISH)
             with m.Case(Phase.FINISH):
-                with m.If(self._drained(cmd.instr.op, sink) & ~store_go):
+                with m.If(self._drained(is_op, sink) & ~store_go):
                     m.d.sync += [state.eq(Phase.IDLE), pack_en.eq(0)]
 
-    def _drained(self, op, sink):
+    def _drained(self, is_op, sink):
         """The instruction's last effects are done (FINISH may end)."""
         lanes_idle = ~self.lanes_busy & ~self.lanes_in_valid
         matmul = (~self.tiler_busy & ~self.tiler_out_valid & lanes_idle
                   & ((sink != Sink.DDR) | self.store_done)
                   & ((sink != Sink.ROUTER) | self.route_done))
-        return Mux(op == Op.MATMUL, matmul,
-                   Mux((op == Op.LAYERNORM) | (op == Op.SOFTMAX), self.pack_done & lanes_idle,
-                       Mux(op == Op.LOAD, ~self.loader_busy & lanes_idle, lanes_idle)))
+        return Mux(is_op[Op.MATMUL], matmul,
+                   Mux(is_op[Op.LAYERNORM] | is_op[Op.SOFTMAX], self.pack_done & lanes_idle,
+                       Mux(is_op[Op.LOAD], ~self.loader_busy & lanes_idle, lanes_idle)))

@@ -228,7 +228,9 @@ class Softmax(wiring.Component):
 
         # --------------------------------------------------------------- pass 2: emit
         advance = Signal()
-        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+        pipe = Signal.like(self.o.payload, name="out_pipe")     # the pipeline's last stage
+        pipe_valid = Signal(name="out_pipe_valid")
+        self._output_buffer(m, advance, pipe, pipe_valid)
         b_row_k = [Signal(signed(kw), name=f"emit_K{j}") for j in range(NL)]
         b_row_r = [Signal(RECIP_BITS, name=f"emit_R{j}") for j in range(NL)]
         rd = self.rows.read_port(transparent_for=())
@@ -238,7 +240,7 @@ class Softmax(wiring.Component):
         e_last = [Signal(name=f"e_last{s}") for s in e_stages]
         with m.If(advance):
             m.d.sync += [e_v[0].eq(ring.active), e_last[0].eq(ring.final),
-                         self.o.valid.eq(e_v[-1]), self.o.payload.last.eq(e_last[-1])]
+                         pipe_valid.eq(e_v[-1]), pipe.last.eq(e_last[-1])]
             for regs in (e_v, e_last):
                 m.d.sync += [b.eq(a) for a, b in zip(regs, regs[1:])]
         # Read-out (after the block above so that its assignments win), then this unit's
@@ -261,7 +263,22 @@ class Softmax(wiring.Component):
             with m.If(advance):
                 m.d.sync += [b.eq(a) for a, b in zip(rr, rr[1:])]
                 m.d.sync += [kr[0].eq(b_row_k[j]), rr[0].eq(b_row_r[j]),
-                             self.o.payload.p[j].eq(saturate_unsigned(
+                             pipe.p[j].eq(saturate_unsigned(
                                  round_shift(prod, ops.SOFTMAX_RECIP_BITS - self.out_frac),
                                  self.out_bits))]
         return m
+
+    def _output_buffer(self, m, advance, pipe, pipe_valid):
+        """A one-row skid buffer after the last stage, so ``o.ready`` reaches no pipeline
+        enable: a row the consumer does not take moves into it while the pipeline advances
+        once more, then the pipeline waits until it has left. Rows leave in the same cycles as
+        without the buffer; only a stall comes one cycle later."""
+        skid = Signal.like(self.o.payload, name="out_skid")
+        skid_full = Signal(name="out_skid_full")
+        m.d.comb += [advance.eq(~skid_full), self.o.valid.eq(skid_full | pipe_valid),
+                     self.o.payload.eq(Mux(skid_full, skid, pipe))]
+        with m.If(skid_full):
+            with m.If(self.o.ready):
+                m.d.sync += skid_full.eq(0)
+        with m.Elif(pipe_valid & ~self.o.ready):
+            m.d.sync += [skid.eq(pipe), skid_full.eq(1)]
