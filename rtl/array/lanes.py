@@ -38,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from golden.quant import ops
+from rtl.bus.register_slice import output_skid
 from rtl.units.arith import interpolation_rom, round_saturate, round_shift, saturate, shift_for_round
 
 __all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", "VECTOR_LATENCY",
@@ -353,7 +354,7 @@ class VectorLanes(wiring.Component):
             m.d.sync += [pipe.values[j].eq(values[j]) for j in range(C)]
             m.d.sync += pipe.m.eq(Mux(mode.scatter, p.token[12], p.row_m[12]))
             m.d.sync += pipe.tn.eq(p.row_tn[12])
-        self._output_buffer(m, p, pipe, valid[VECTOR_LATENCY])
+        output_skid(m, self.out, pipe, valid[VECTOR_LATENCY], p.skid_full)
         m.d.comb += self.busy.eq(Cat(valid[1:]).any() | p.skid_full)
 
     def _update_select(self, m):
@@ -372,17 +373,3 @@ class VectorLanes(wiring.Component):
                                       | (aux == Aux.ACC_COMMIT)),
                      sel.acc_write.eq(mode.scatter | zero_acc)]
         return sel
-
-    def _output_buffer(self, m, p, pipe, pipe_valid):
-        """A one-row skid buffer after the last stage: a row the sink does not take moves into
-        it while the pipeline advances once more; the pipeline then waits (``en`` low) until
-        the buffer's row has left. The rows leave in the same cycles as without the buffer;
-        only the pipeline's stalls come one cycle later."""
-        skid = Signal.like(self.out.payload, name="skid")
-        m.d.comb += [self.out.valid.eq(p.skid_full | pipe_valid),
-                     self.out.payload.eq(Mux(p.skid_full, skid, pipe))]
-        with m.If(p.skid_full):
-            with m.If(self.out.ready):
-                m.d.sync += p.skid_full.eq(0)
-        with m.Elif(pipe_valid & ~self.out.ready):
-            m.d.sync += [skid.eq(pipe), p.skid_full.eq(1)]

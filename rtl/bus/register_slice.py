@@ -14,7 +14,23 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisterSlice"]
+__all__ = ["RegisterSlice", "output_skid"]
+
+
+def output_skid(m, out, pipe, pipe_valid, skid_full) -> None:
+    """A one-beat skid buffer after a pipeline's last stage (``pipe``, ``pipe_valid``) onto
+    the stream ``out``, so ``out.ready`` reaches no pipeline enable: the pipeline advances
+    while ``~skid_full`` (a register). A beat the consumer does not take moves into the buffer
+    while the pipeline advances once more, then the pipeline waits until it has left. Beats
+    leave in the same cycles as without the buffer; only a stall comes one cycle later."""
+    skid = Signal.like(out.payload, name=f"{skid_full.name}_beat")
+    m.d.comb += [out.valid.eq(skid_full | pipe_valid),
+                 out.payload.eq(Mux(skid_full, skid, pipe))]
+    with m.If(skid_full):
+        with m.If(out.ready):
+            m.d.sync += skid_full.eq(0)
+    with m.Elif(pipe_valid & ~out.ready):
+        m.d.sync += [skid.eq(pipe), skid_full.eq(1)]
 
 
 class RegisterSlice(wiring.Component):

@@ -152,8 +152,7 @@ class BMover(wiring.Component):
             with m.If(~st.last_word):
                 m.d.sync += [st.word.eq(st.word + 1), st.tp_rd_addr.eq(st.row_addr)]
             with m.Else():
-                m.d.sync += [st.word.eq(0), st.row.eq(st.row + C),
-                             st.tp_left.eq(st.tp_left - C),
+                m.d.sync += [st.word.eq(0), st.tp_left.eq(st.tp_left - C),
                              st.row_addr.eq(st.row_addr + job.stride * C),
                              st.tp_rd_addr.eq(st.row_addr + job.stride * C),
                              st.tbase.eq(st.tbase + job.words * C)]
@@ -182,7 +181,7 @@ class _MoverState:
     """The mover's registers (shared by its three phases)."""
 
     def __init__(self, C: int):
-        self.row = Signal(range(4096 + C), name="row")
+        self.row = Signal(range(4096 + C), name="row")  # direct: the token at hand
         self.word = Signal(8, name="word")
         self.byte = Signal(range(C + 1), name="byte")
         self.row_addr = Signal(24, name="row_addr")

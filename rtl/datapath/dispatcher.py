@@ -142,10 +142,10 @@ class Dispatcher(wiring.Component):
         # so no decode lies in front of ACT's address multiplexers.
         rd_sel = Signal(ActReader, init=ActReader.ALOADER)
         wr_sel = Signal(ActWriter, init=ActWriter.SINK)
-        # The packers' enable and input selector likewise: set with the command, the enable
-        # cleared when the instruction ends, so no opcode compare lies in front of their ready.
+        # The packers' enable likewise: set with the command, cleared when the instruction
+        # ends, so no opcode compare lies in front of their ready (their input selector is
+        # ``is_op[Op.LAYERNORM]``).
         pack_en = Signal()
-        from_ln = Signal()
         # The opcode decoded one-hot with the command (and a MATMUL's emptiness): DECODE starts
         # the engines from these registers, not from a compare on the opcode field.
         is_op = {o: Signal(name=f"is_{o.name.lower()}") for o in _DECODED}
@@ -158,7 +158,6 @@ class Dispatcher(wiring.Component):
             new_mm = self.cmd.payload.instr.args.matmul
             m.d.sync += [cmd.eq(self.cmd.payload), state.eq(Phase.DECODE),
                          pack_en.eq((new_op == Op.LAYERNORM) | (new_op == Op.SOFTMAX)),
-                         from_ln.eq(new_op == Op.LAYERNORM),
                          *(f.eq(new_op == o) for o, f in is_op.items()),
                          mm_empty.eq((self.cmd.payload.m == 0) | (new_mm.k == 0)
                                      | (new_mm.n == 0)),
@@ -177,7 +176,7 @@ class Dispatcher(wiring.Component):
             self._start(m, self.store, ddr_addr=cmd.ddr_addr, length=store[1], beats=store[2])
         active = state != Phase.IDLE
         m.d.comb += [self.busy.eq(active),
-                     self.pack_enable.eq(pack_en), self.pack_from_ln.eq(from_ln),
+                     self.pack_enable.eq(pack_en), self.pack_from_ln.eq(is_op[Op.LAYERNORM]),
                      self.layernorm_busy.eq(active & is_op[Op.LAYERNORM]),
                      self.softmax_busy.eq(active & is_op[Op.SOFTMAX]),
                      self.router_busy.eq(active & (state != Phase.DECODE)

@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from golden.quant import ops
 from rtl.units.arith import banked_row_schedule, bits_for, ceil_q16, round_shift, saturate_unsigned
+from rtl.bus.register_slice import output_skid
 from rtl.units.divider import ReciprocalDivider
 from rtl.units.rowbank import BankState, RowBankRing
 from rtl.units.exp2 import Exp2Neg
@@ -230,7 +231,10 @@ class Softmax(wiring.Component):
         advance = Signal()
         pipe = Signal.like(self.o.payload, name="out_pipe")     # the pipeline's last stage
         pipe_valid = Signal(name="out_pipe_valid")
-        self._output_buffer(m, advance, pipe, pipe_valid)
+        # A skid buffer on the output: the consumer's ready reaches no pipeline enable.
+        skid_full = Signal(name="out_skid_full")
+        m.d.comb += advance.eq(~skid_full)
+        output_skid(m, self.o, pipe, pipe_valid, skid_full)
         b_row_k = [Signal(signed(kw), name=f"emit_K{j}") for j in range(NL)]
         b_row_r = [Signal(RECIP_BITS, name=f"emit_R{j}") for j in range(NL)]
         rd = self.rows.read_port(transparent_for=())
@@ -267,18 +271,3 @@ class Softmax(wiring.Component):
                                  round_shift(prod, ops.SOFTMAX_RECIP_BITS - self.out_frac),
                                  self.out_bits))]
         return m
-
-    def _output_buffer(self, m, advance, pipe, pipe_valid):
-        """A one-row skid buffer after the last stage, so ``o.ready`` reaches no pipeline
-        enable: a row the consumer does not take moves into it while the pipeline advances
-        once more, then the pipeline waits until it has left. Rows leave in the same cycles as
-        without the buffer; only a stall comes one cycle later."""
-        skid = Signal.like(self.o.payload, name="out_skid")
-        skid_full = Signal(name="out_skid_full")
-        m.d.comb += [advance.eq(~skid_full), self.o.valid.eq(skid_full | pipe_valid),
-                     self.o.payload.eq(Mux(skid_full, skid, pipe))]
-        with m.If(skid_full):
-            with m.If(self.o.ready):
-                m.d.sync += skid_full.eq(0)
-        with m.Elif(pipe_valid & ~self.o.ready):
-            m.d.sync += [skid.eq(pipe), skid_full.eq(1)]
