@@ -14,8 +14,9 @@ stage      operation (``golden.quant.ops`` name)
            to the next, the difference times the fraction, then the interpolation)
 8–10       optional second requantisation ``× M_act``, then ``round_shift`` (shift, then
            increment) and ``sat8``
-11–12      optional ``residual_add`` (read-modify-write of the residual memory) or
-           ``moe_accumulate`` (``round_shift(y·p, 16)`` added to the token's accumulator row)
+11–14      optional ``residual_add`` (read-modify-write of the residual memory) or
+           ``moe_accumulate`` (``round_shift(y·p, 16)`` added to the token's accumulator row):
+           read, register the read row, update, then write back from the output register
 =========  ===============================================================================
 
 A variable ``round_shift`` and its saturation take two stages (:func:`_shift_stage`,
@@ -45,7 +46,7 @@ __all__ = ["VectorLanes", "Aux", "LaneConstant", "OutBits", "lane_mode_layout", 
            "lane_in_layout", "lane_out_layout"]
 
 # Cycles from a row entering the lanes to its result on ``out`` (without back-pressure).
-VECTOR_LATENCY = 13
+VECTOR_LATENCY = 14
 
 
 class OutBits(enum.Enum, shape=2):
@@ -308,12 +309,19 @@ class VectorLanes(wiring.Component):
 
     def _state_update(self, m, p):
         """Stage 11 → 12: read the residual / accumulator row, weight by the gate probability;
-        12 → 13: update, write back, emit."""
+        12 → 13: register the row as it leaves the memories; 13 → 14: update and emit; in the
+        cycle after, write the updated row back from that output register.
+
+        The memories' outputs and inputs each meet only a register (the read data is not
+        forwarded from a pending write): rows of one instruction address distinct entries (a
+        matmul's ``(m, tn)`` tiles, an aux pass over rows, an expert queue's distinct tokens),
+        and an instruction starts only after the previous one has left the lanes, its writes
+        done."""
         C, en, mode = self.cols, p.en, self.mode
         res_wr = self.residual.write_port()
         acc_wr = self.moe_acc.write_port()
-        res_rd = self.residual.read_port(transparent_for=(res_wr,))
-        acc_rd = self.moe_acc.read_port(transparent_for=(acc_wr,))
+        res_rd = self.residual.read_port(transparent_for=())
+        acc_rd = self.moe_acc.read_port(transparent_for=())
         addr11 = Signal(len(res_rd.addr))
         m.d.comb += addr11.eq(Cat(p.row_tn[11][:self.tn_bits],
                                   Mux(mode.scatter, p.token[11], p.row_m[11])))
@@ -327,40 +335,52 @@ class VectorLanes(wiring.Component):
             for j in range(C):
                 m.d.sync += [y12[j].eq(p.y11[j]),
                              contrib12[j].eq(round_shift(p.y11[j] * p.prob[11], 16))]
+        y13 = self._stage(signed(32), 13, "y")
+        contrib13 = self._stage(signed(33), 13, "contrib")
+        res13 = self._stage(signed(16), 13, "res")
+        acc13 = self._stage(signed(32), 13, "moe_acc")
+        addr13 = Signal.like(addr11)
+        with m.If(en):
+            m.d.sync += addr13.eq(addr12)
+            for j in range(C):
+                m.d.sync += [y13[j].eq(y12[j]), contrib13[j].eq(contrib12[j]),
+                             res13[j].eq(res_rd.data[j]), acc13[j].eq(acc_rd.data[j])]
         values = [Signal(signed(32), name=f"value_{j}") for j in range(C)]
         sel = self._update_select(m)
         for j in range(C):
             with m.If(sel.read):
-                m.d.comb += values[j].eq(res_rd.data[j])
+                m.d.comb += values[j].eq(res13[j])
             with m.Elif(sel.commit):
-                m.d.comb += values[j].eq(saturate(res_rd.data[j] + acc_rd.data[j], 16))
+                m.d.comb += values[j].eq(saturate(res13[j] + acc13[j], 16))
             with m.Elif(sel.residual):
-                m.d.comb += values[j].eq(saturate(res_rd.data[j] + y12[j], 16))
+                m.d.comb += values[j].eq(saturate(res13[j] + y13[j], 16))
             with m.Elif(sel.scatter):
-                m.d.comb += values[j].eq(acc_rd.data[j] + contrib12[j])
+                m.d.comb += values[j].eq(acc13[j] + contrib13[j])
             with m.Else():
-                m.d.comb += values[j].eq(y12[j])
-            m.d.comb += [res_wr.data[j].eq(values[j]),
-                         acc_wr.data[j].eq(Mux(sel.zero_acc, 0, values[j]))]
-        res_write, acc_write = sel.res_write, sel.acc_write
-        valid = p.valid
-        m.d.comb += [
-            res_wr.addr.eq(addr12), acc_wr.addr.eq(addr12),
-            res_wr.en.eq(Mux(en & valid[12] & res_write, -1, 0)),
-            acc_wr.en.eq(Mux(en & valid[12] & acc_write, -1, 0)),
-        ]
+                m.d.comb += values[j].eq(y13[j])
         pipe = Signal.like(self.out.payload, name="pipe_out")
+        wr_addr = Signal.like(addr11)
+        res_pending, acc_pending = Signal(), Signal()
+        last = VECTOR_LATENCY - 1
+        m.d.sync += [res_pending.eq(en & p.valid[last] & sel.res_write),
+                     acc_pending.eq(en & p.valid[last] & sel.acc_write)]
         with m.If(en):
             m.d.sync += [pipe.values[j].eq(values[j]) for j in range(C)]
-            m.d.sync += pipe.m.eq(Mux(mode.scatter, p.token[12], p.row_m[12]))
-            m.d.sync += pipe.tn.eq(p.row_tn[12])
-        output_skid(m, self.out, pipe, valid[VECTOR_LATENCY], p.skid_full)
-        m.d.comb += self.busy.eq(Cat(valid[1:]).any() | p.skid_full)
+            m.d.sync += [pipe.m.eq(Mux(mode.scatter, p.token[last], p.row_m[last])),
+                         pipe.tn.eq(p.row_tn[last]), wr_addr.eq(addr13)]
+        m.d.comb += [res_wr.addr.eq(wr_addr), acc_wr.addr.eq(wr_addr),
+                     res_wr.en.eq(Mux(res_pending, -1, 0)),
+                     acc_wr.en.eq(Mux(acc_pending, -1, 0))]
+        for j in range(C):
+            m.d.comb += [res_wr.data[j].eq(pipe.values[j]),
+                         acc_wr.data[j].eq(Mux(sel.zero_acc, 0, pipe.values[j]))]
+        output_skid(m, self.out, pipe, p.valid[VECTOR_LATENCY], p.skid_full)
+        m.d.comb += self.busy.eq(Cat(p.valid[1:]).any() | p.skid_full)
 
     def _update_select(self, m):
         """The state update's selects, decoded from ``mode`` into registers. ``mode`` only
-        changes between instructions, with the lanes idle, and a row reaches stage 12 at least
-        12 cycles after its instruction began, so the one-cycle lag is never seen; the update's
+        changes between instructions, with the lanes idle, and a row reaches stage 13 at least
+        13 cycles after its instruction began, so the one-cycle lag is never seen; the update's
         multiplexers and write enables see no comparison on ``mode.aux``."""
         mode, aux = self.mode, self.mode.aux
         names = ("read", "commit", "residual", "scatter", "zero_acc", "res_write", "acc_write")

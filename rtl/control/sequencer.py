@@ -4,8 +4,8 @@ router's non-empty experts, and stops with an error code instead of hanging on a
 
 Each instruction goes READ (instruction memory) -> DECODE (the word into a register) -> CHECK
 (its resolved compute command into a register; the operand check's products and the load's DDR
-address terms) -> VERIFY (the operand check's verdict, what ISSUE is to do with the instruction
-and the load command into registers) -> ISSUE, so the commands the units see and the issue
+address terms) -> VERIFY (the operand check's verdict, what ISSUE is to do with the instruction,
+the load command, ``pc + 1`` and a jump's target into registers) -> ISSUE, so the commands the units see and the issue
 decision come straight from registers."""
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class Sequencer(wiring.Component):
             with m.Case(_S.VERIFY):
                 m.d.sync += [r.error.eq(check.error), r.bad.eq(check.bad),
                              r.kind.eq(self._kind(m, r)), r.lcmd.eq(r.lcmd_next),
-                             r.state.eq(_S.ISSUE)]
+                             r.pc_inc.eq(r.pc + 1), r.target.eq(self._target(m, r)),
+                             r.qstart_inc.eq(r.qstart + r.cur_len), r.state.eq(_S.ISSUE)]
             with m.Case(_S.ISSUE):
                 self._issue(m, r)
             with m.Case(_S.DRAIN):
@@ -269,13 +270,28 @@ class Sequencer(wiring.Component):
                 m.d.comb += kind.eq(_Kind.OTHER)
         return kind
 
+    def _target(self, m, r):
+        """A jump's target (TASK_JUMP: the running task's entry), registered in VERIFY with
+        ``pc + 1``, so ISSUE's next program counter is a two-way choice of registers."""
+        a = r.instr.args
+        target = Signal(16)
+        with m.Switch(r.instr.op):
+            with m.Case(Op.TASK_JUMP):
+                targets = Array(a.task_jump.targets[i] for i in range(MAX_TASKS))
+                m.d.comb += target.eq(targets[r.task[:3]])
+            with m.Case(Op.EXPERT_FIRST):
+                m.d.comb += target.eq(a.expert_first.target)
+            with m.Case(Op.EXPERT_NEXT):
+                m.d.comb += target.eq(a.expert_next.target)
+        return target
+
     def _issue(self, m, r):
         """One instruction: stop on a bad operand (``r.bad``), else issue it when its unit
         takes it; the program counter advances or jumps."""
         advance = Signal()
         m.d.comb += self.trace.valid.eq(advance)
         with m.If(advance):
-            m.d.sync += [r.pc.eq(r.pc + 1), r.state.eq(_S.READ)]
+            m.d.sync += [r.pc.eq(r.pc_inc), r.state.eq(_S.READ)]
         a = r.instr.args
         with m.If(r.kind == _Kind.WAIT):    # counted also in the cycle a bad WAIT stops
             m.d.comb += self.stall.eq(a.wait.mask[0] & r.loader_busy & ~self.compute_busy)
@@ -306,10 +322,8 @@ class Sequencer(wiring.Component):
                     with m.If(~wait_l & ~wait_c):
                         m.d.comb += advance.eq(1)
                 with m.Case(_Kind.TASK_JUMP):
-                    tj = a.task_jump
-                    target = Array(tj.targets[i] for i in range(MAX_TASKS))[r.task[:3]]
                     m.d.comb += self.trace.valid.eq(1)
-                    m.d.sync += [r.pc.eq(target), r.state.eq(_S.READ)]
+                    m.d.sync += [r.pc.eq(r.target), r.state.eq(_S.READ)]
                 with m.Case(_Kind.EXPERT_FIRST):
                     self._expert_first(m, r, advance)
                 with m.Case(_Kind.EXPERT_NEXT):
@@ -324,7 +338,7 @@ class Sequencer(wiring.Component):
             m.d.sync += [r.loop_i.eq(0), r.qstart.eq(0), r.parity.eq(0)]
             with m.If(self.ne_count == 0):
                 m.d.comb += self.trace.valid.eq(1)
-                m.d.sync += [r.pc.eq(r.instr.args.expert_first.target), r.state.eq(_S.READ)]
+                m.d.sync += [r.pc.eq(r.target), r.state.eq(_S.READ)]
             with m.Else():
                 m.d.comb += advance.eq(1)
 
@@ -334,8 +348,7 @@ class Sequencer(wiring.Component):
         with m.If(r.has_next):
             m.d.comb += self.trace.valid.eq(1)
             m.d.sync += [r.loop_i.eq(r.loop_i + 1), r.parity.eq(~r.parity),
-                         r.qstart.eq(r.qstart + r.cur_len),
-                         r.pc.eq(r.instr.args.expert_next.target), r.state.eq(_S.READ)]
+                         r.qstart.eq(r.qstart_inc), r.pc.eq(r.target), r.state.eq(_S.READ)]
         with m.Else():
             m.d.comb += advance.eq(1)
 
@@ -366,6 +379,9 @@ class _Regs:
         self.error = Signal(8, name="check_error")      # CHECK's verdict, for ISSUE
         self.bad = Signal(name="check_bad")             # error != NONE
         self.kind = Signal(_Kind, name="issue_kind")
+        self.pc_inc = Signal(16, name="pc_inc")         # VERIFY: pc + 1, a jump's target
+        self.target = Signal(16, name="jump_target")    # and qstart + cur_len, for ISSUE
+        self.qstart_inc = Signal(16, name="qstart_inc")
         self.ccmd_next = Signal(compute_cmd_layout(cfg), name="ccmd_next")
         self.lcmd_next = Signal(load_cmd_layout(cfg), name="lcmd_next")
         self.ccmd = Signal(compute_cmd_layout(cfg), name="ccmd")
